@@ -1,0 +1,148 @@
+"""Declarative base, shared column helpers and the enumerations stored as strings.
+
+Enumerations are stored as plain strings (``native_enum=False``) so the same schema and
+migrations work on SQLite, PostgreSQL and MariaDB without database-specific ENUM types.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import DateTime, Dialect, Enum, Integer, MetaData, func
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# Stable constraint names, so Alembic migrations can address them on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend.
+
+    SQLite and MariaDB keep no zone, so values are stored as naive UTC and handed
+    back as aware UTC; PostgreSQL's timestamptz gets the same treatment for symmetry.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Encryption(enum.StrEnum):
+    NONE = "none"
+    SSL = "ssl"  # TLS from the first byte (usually port 465)
+    TLS = "tls"  # plain connect, then STARTTLS (usually port 587)
+
+
+class Channel(enum.StrEnum):
+    MARKETING = "marketing"
+    TRANSACTIONAL = "transactional"
+    AUTORESPONDER = "autoresponder"
+
+
+class LegacySendMethod(enum.StrEnum):
+    """The user-group fallback when no delivery server is assigned for a channel."""
+
+    SYSTEM = "system"
+    SMTP = "smtp"
+    LOCALMTA = "localmta"
+    POWERMTA = "powermta"
+    PHPMAIL = "phpmail"
+    SAVETODISK = "savetodisk"
+
+
+class TemplateKind(enum.StrEnum):
+    CAMPAIGN = "campaign"
+    GATEWAY = "gateway"
+
+
+class DomainStatus(enum.StrEnum):
+    APPROVAL_PENDING = "approval_pending"
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+
+
+class TestStatus(enum.StrEnum):
+    __test__ = False  # not a pytest test class
+    UNTESTED = "untested"
+    OK = "ok"
+    FAILED = "failed"
+
+
+class QueueStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class CampaignStatus(enum.StrEnum):
+    DRAFT = "draft"
+    SENDING = "sending"
+    PAUSED = "paused"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+def str_enum(cls: type[enum.StrEnum], length: int = 32) -> Enum:
+    """A portable string column holding the enum's *values* (not names)."""
+    return Enum(
+        cls,
+        native_enum=False,
+        length=length,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+        create_constraint=False,
+    )
+
+
+class TimestampMixin:
+    created_at: Mapped[datetime] = mapped_column(
+        UtcDateTime(), default=utcnow, server_default=func.now()
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        UtcDateTime(), default=utcnow, onupdate=utcnow, server_default=func.now()
+    )
+
+
+class VersionedMixin:
+    """Optimistic locking: every UPDATE checks and bumps ``version``.
+
+    A second console saving a row it read before someone else's save gets a
+    ``StaleDataError`` from SQLAlchemy, which services turn into ``ConcurrentEditError``.
+    """
+
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:
+        return {"version_id_col": cls.__table__.c.version}  # type: ignore[attr-defined]

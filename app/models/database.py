@@ -1,0 +1,127 @@
+"""Opening a database: URL resolution, engine tuning per backend, migrations on connect."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+APP_NAME = "postroom"
+DATABASE_URL_ENV = "POSTROOM_DATABASE_URL"
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+WRITE_OPTION = "postroom_write"
+
+
+def default_sqlite_path() -> Path:
+    """The embedded database in the platform's user data directory."""
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "postroom.sqlite3"
+
+
+def resolve_database_url(explicit: str | None = None) -> str:
+    """``--database`` wins, then ``POSTROOM_DATABASE_URL``, then the embedded SQLite file."""
+    if explicit:
+        return explicit
+    from_env = os.environ.get(DATABASE_URL_ENV)
+    if from_env:
+        return from_env
+    return f"sqlite:///{default_sqlite_path()}"
+
+
+def redact_url(url: str | URL) -> str:
+    """The URL as it may be shown or logged: never with its password."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    # WAL lets the console read while a send engine writes; foreign keys are off by
+    # default in SQLite; the busy timeout waits for a writer instead of failing at once.
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # The sqlite3 module's own transaction handling would defeat BEGIN IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # Write transactions take the lock up front so two writers queue (busy timeout)
+        # instead of one failing at its first write; readers never block anybody.
+        if connection.get_execution_options().get(WRITE_OPTION):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            connection.exec_driver_sql("BEGIN")
+
+
+def create_db_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    kwargs: dict[str, Any] = {"future": True}
+    if backend == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    elif backend in ("mysql", "mariadb"):
+        kwargs["pool_pre_ping"] = True
+        kwargs["pool_recycle"] = 3600
+        kwargs["connect_args"] = {"charset": "utf8mb4"}
+    else:
+        kwargs["pool_pre_ping"] = True
+    engine = create_engine(parsed, **kwargs)
+    if backend == "sqlite":
+        _tune_sqlite(engine)
+    return engine
+
+
+def upgrade_schema(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision (creates it on an empty database)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+class Database:
+    """One open database: an engine, a session factory, and the URL it came from."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        self.engine = create_db_engine(url)
+        self.backend = self.engine.dialect.name
+        if migrate:
+            upgrade_schema(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_sessions = sessionmaker(
+            self.engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
+        )
+
+    @property
+    def display_url(self) -> str:
+        return redact_url(self.url)
+
+    def session(self) -> Session:
+        return self._sessions()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session whose work is committed on success and rolled back on any error."""
+        with self._write_sessions() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,1 @@
+"""Domain logic and live checks. No Qt here: the GUI and the CLI both call these."""

@@ -1,0 +1,130 @@
+"""Shared fixtures: isolated user dirs, an in-memory keyring, and databases on all three backends.
+
+PostgreSQL (127.0.0.1:5432) and MariaDB (127.0.0.1:3306) are real servers; each test gets
+a database of its own, dropped afterwards. ``scripts/test`` sets POSTROOM_REQUIRE_REAL_PEERS=1
+so a missing server fails the run instead of skipping quietly.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import keyring
+import pytest
+from sqlalchemy import create_engine, text
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+PG_ADMIN_URL = os.environ.get(
+    "POSTROOM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+MARIADB_ADMIN_URL = os.environ.get(
+    "POSTROOM_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/mysql"
+)
+REQUIRE_REAL_PEERS = os.environ.get("POSTROOM_REQUIRE_REAL_PEERS") == "1"
+BACKENDS = ("sqlite", "postgresql", "mariadb")
+
+
+def peer_missing(reason: str) -> None:
+    """Skip when a real peer is absent on a developer machine; fail under scripts/test."""
+    if REQUIRE_REAL_PEERS:
+        pytest.fail(f"required test peer unavailable: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def isolated_user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Config, data and keyring files of the code under test go to a temporary folder."""
+    home = tmp_path / "home"
+    for sub, var in (("config", "XDG_CONFIG_HOME"), ("data", "XDG_DATA_HOME")):
+        (home / sub).mkdir(parents=True)
+        monkeypatch.setenv(var, str(home / sub))
+    monkeypatch.delenv("POSTROOM_DATABASE_URL", raising=False)
+    monkeypatch.delenv("POSTROOM_VAULT_KEY", raising=False)
+    for var in (
+        "EMAILCAMPAIGN_DNS_SUBDOMAIN",
+        "EMAILCAMPAIGN_DNS_TRACK_PREFIX",
+        "EMAILCAMPAIGN_DNS_TRACK_MERGE",
+        "EMAILGATEWAY_DNS_SUBDOMAIN",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@pytest.fixture(autouse=True)
+def memory_keyring() -> Iterator[keyring.backend.KeyringBackend]:
+    """Unit tests never touch a real keyring; the real one has its own marked tests."""
+    from app.services.secrets import MemoryKeyring
+
+    previous = keyring.get_keyring()
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    yield backend
+    keyring.set_keyring(previous)
+
+
+def _server_database(admin_url: str, backend: str) -> Iterator[str]:
+    name = f"postroom_t_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            if backend == "postgresql":
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            else:
+                conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    except Exception as exc:  # the server is not there
+        peer_missing(f"{backend} at {admin_url} is not reachable: {exc.__class__.__name__}")
+        return
+    url = admin_url.rsplit("/", 1)[0] + "/" + name
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            if backend == "postgresql":
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            else:
+                conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
+
+
+def make_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'postroom.sqlite3'}"
+    elif backend == "postgresql":
+        yield from _server_database(PG_ADMIN_URL, "postgresql")
+    else:
+        yield from _server_database(MARIADB_ADMIN_URL, "mariadb")
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database URL on each backend in turn."""
+    yield from make_database_url(request.param, tmp_path)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'postroom.sqlite3'}"
+
+
+@pytest.fixture
+def database(db_url: str) -> Iterator[object]:
+    """A migrated database on each backend in turn."""
+    from app.models.database import Database
+
+    db = Database(db_url)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def sqlite_database(sqlite_url: str) -> Iterator[object]:
+    """A migrated SQLite database, for tests whose logic is backend-independent."""
+    from app.models.database import Database
+
+    db = Database(sqlite_url)
+    yield db
+    db.dispose()

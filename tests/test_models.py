@@ -1,0 +1,85 @@
+"""The schema migrates, seeds and round-trips on SQLite, PostgreSQL and MariaDB."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import inspect, select
+from sqlalchemy.orm.exc import StaleDataError
+
+from app.models import (
+    DeliveryServer,
+    DnsSettings,
+    DnsTemplate,
+    Encryption,
+    Installation,
+    TemplateKind,
+    TestStatus,
+)
+from app.models.database import Database
+
+
+def test_fresh_database_is_seeded(database: Database) -> None:
+    with database.session() as session:
+        templates = {(t.kind, t.name): t for t in session.scalars(select(DnsTemplate))}
+        campaign = templates[(TemplateKind.CAMPAIGN, "Default")]
+        gateway = templates[(TemplateKind.GATEWAY, "Default")]
+        assert [r.type for r in campaign.records] == ["CNAME", "CNAME", "CNAME", "CNAME", "TXT"]
+        assert gateway.records == []
+        settings = session.get(DnsSettings, 1)
+        assert settings is not None
+        assert settings.dkim_selector == "key1"
+        assert settings.spf_include == "include:spf.yourdomain.com"
+        installation = session.scalars(select(Installation)).one()
+        assert len(installation.installation_id) == 36
+        assert len(installation.hash_secret) >= 32
+
+
+def test_upgrade_is_idempotent(db_url: str) -> None:
+    first = Database(db_url)
+    with first.session() as session:
+        first_id = session.scalars(select(Installation.installation_id)).one()
+    first.dispose()
+    second = Database(db_url)  # upgrade on connect again: nothing re-seeded
+    with second.session() as session:
+        assert session.scalars(select(Installation.installation_id)).all() == [first_id]
+        assert len(session.scalars(select(DnsTemplate)).all()) == 2
+    tables = set(inspect(second.engine).get_table_names())
+    assert {"delivery_servers", "user_groups", "sender_domains", "queue_items"} <= tables
+    second.dispose()
+
+
+def test_datetimes_come_back_as_aware_utc(database: Database) -> None:
+    moment = datetime(2026, 11, 27, 10, 30, 15, tzinfo=UTC)
+    with database.transaction() as session:
+        server = DeliveryServer(
+            name="s", host="smtp.example.com", port=587, encryption=Encryption.TLS
+        )
+        server.last_test_at = moment
+        server.last_test_status = TestStatus.OK
+        session.add(server)
+    with database.session() as session:
+        loaded = session.scalars(select(DeliveryServer)).one()
+        assert loaded.last_test_at == moment
+        assert loaded.last_test_at.tzinfo is not None
+        assert loaded.created_at.tzinfo is not None
+
+
+def test_version_column_detects_concurrent_edit(database: Database) -> None:
+    """Two consoles read the same row; the second save must not overwrite the first."""
+    with database.transaction() as session:
+        session.add(DeliveryServer(name="s", host="h.example.com", port=25))
+    with database.session() as session:
+        console_a = session.scalars(select(DeliveryServer)).one()
+    with database.session() as session:
+        console_b = session.scalars(select(DeliveryServer)).one()
+    with database.transaction() as session:
+        session.add(console_a)
+        console_a.port = 2525
+    assert console_a.version == 2
+    with pytest.raises(StaleDataError), database.transaction() as session:
+        session.add(console_b)
+        console_b.port = 465
+    with database.session() as session:
+        assert session.scalars(select(DeliveryServer)).one().port == 2525
