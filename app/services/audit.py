@@ -1,0 +1,99 @@
+"""The audit log: who changed what, when. Every mutating service call writes one entry."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models import AuditEntry
+
+# Field names whose values must never reach the log, whatever their content.
+_SECRET_FIELDS = frozenset({"password", "password_encrypted", "secret", "vault_key"})
+
+
+def current_actor() -> str:
+    """``user@host`` of the workstation making the change."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _scrub(details: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        key: ("<changed>" if key in _SECRET_FIELDS else value) for key, value in details.items()
+    }
+
+
+def record(
+    session: Session,
+    action: str,
+    entity: str,
+    key: str,
+    details: Mapping[str, Any] | None = None,
+    *,
+    actor: str | None = None,
+) -> AuditEntry:
+    """Add an entry to the current transaction (it commits or rolls back with the change)."""
+    entry = AuditEntry(
+        actor=actor or current_actor(),
+        action=action,
+        entity=entity,
+        entity_key=key,
+        details=json.dumps(_scrub(details), default=str, sort_keys=True) if details else None,
+    )
+    session.add(entry)
+    return entry
+
+
+def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    """Fields whose value changed, as ``{field: [old, new]}``."""
+    return {
+        key: [before.get(key), value] for key, value in after.items() if before.get(key) != value
+    }
+
+
+@dataclass(frozen=True)
+class AuditView:
+    at: datetime
+    actor: str
+    action: str
+    entity: str
+    key: str
+    details: dict[str, Any]
+
+
+def list_entries(
+    session: Session,
+    *,
+    entity: str | None = None,
+    text: str | None = None,
+    limit: int = 500,
+) -> Sequence[AuditView]:
+    """Newest first, optionally filtered by entity type and a substring of key/actor."""
+    query = select(AuditEntry).order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(limit)
+    if entity:
+        query = query.where(AuditEntry.entity == entity)
+    if text:
+        pattern = f"%{text}%"
+        query = query.where(AuditEntry.entity_key.like(pattern) | AuditEntry.actor.like(pattern))
+    return [
+        AuditView(
+            at=e.at,
+            actor=e.actor,
+            action=e.action,
+            entity=e.entity,
+            key=e.entity_key,
+            details=json.loads(e.details) if e.details else {},
+        )
+        for e in session.scalars(query)
+    ]

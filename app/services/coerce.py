@@ -1,0 +1,85 @@
+"""Small coercions shared by the CRUD services (booleans from CLI/YAML/forms, name lookups)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.services.errors import NotFoundError, ValidationError
+
+_TRUE = {"1", "true", "yes", "on", "y"}
+_FALSE = {"0", "false", "no", "off", "n", ""}
+
+T = TypeVar("T")
+
+
+def boolean(value: object, field: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+    raise ValidationError(field, f"{value!r} is not a yes/no value; use true or false.")
+
+
+def get_by_name(session: Session, model: type[T], column: str, value: str, entity: str) -> T:
+    """The row whose ``column`` equals ``value``, or NotFoundError naming the entity."""
+    row = session.scalars(select(model).where(getattr(model, column) == value)).one_or_none()
+    if row is None:
+        raise NotFoundError(entity, value)
+    return row
+
+
+def check_version(actual: int, expected: int | None, entity: str, key: str) -> None:
+    from app.services.errors import ConcurrentEditError
+
+    if expected is not None and actual != expected:
+        raise ConcurrentEditError(entity, key)
+
+
+Parser = Callable[[object, str], object]
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """How one editable attribute is labelled for users and parsed from raw input."""
+
+    label: str
+    parse: Parser
+
+
+def apply_fields(
+    row: object, changes: Mapping[str, object], specs: Mapping[str, FieldSpec], entity: str
+) -> dict[str, Any]:
+    """Validate every change first, then set them all; returns ``{field: [old, new]}``.
+
+    Validating before touching the row means a refused value leaves the row unchanged.
+    """
+    unknown = sorted(set(changes) - set(specs))
+    if unknown:
+        raise ValidationError(
+            unknown[0], f"is not a {entity} setting; known settings: {', '.join(sorted(specs))}."
+        )
+    parsed = {key: specs[key].parse(value, specs[key].label) for key, value in changes.items()}
+    before = {key: getattr(row, key) for key in parsed}
+    for key, value in parsed.items():
+        setattr(row, key, value)
+    return {
+        key: [_plain(before[key]), _plain(value)]
+        for key, value in parsed.items()
+        if before[key] != value
+    }
+
+
+def _plain(value: object) -> object:
+    return value.value if isinstance(value, Enum) else value

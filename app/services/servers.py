@@ -1,0 +1,253 @@
+"""Delivery servers: create, read, update, delete, with validation and audit entries."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from app.models import DeliveryServer, Encryption, UserGroup
+from app.services import audit, validation
+from app.services.coerce import FieldSpec, apply_fields, boolean, check_version, get_by_name
+from app.services.errors import ConflictError, ValidationError
+
+ENTITY = "delivery server"
+
+
+class PasswordCipher(Protocol):
+    """What the servers need of the vault: the password never touches the database in clear."""
+
+    def encrypt(self, plaintext: str) -> str: ...
+
+    def decrypt(self, token: str) -> str: ...
+
+
+def _max_connections(value: object, field: str) -> int:
+    return validation.bounded_int(value, field, minimum=1, maximum=1000)
+
+
+def _encryption(value: object, field: str) -> Encryption:
+    return validation.choice(value, field, Encryption)
+
+
+FIELDS: dict[str, FieldSpec] = {
+    "name": FieldSpec("Name", validation.name),
+    "host": FieldSpec("SMTP Host", validation.hostname),
+    "port": FieldSpec("SMTP Port", validation.port),
+    "encryption": FieldSpec("Encryption", _encryption),
+    "timeout_seconds": FieldSpec("Timeout", validation.timeout_seconds),
+    "auth_enabled": FieldSpec("Authentication", boolean),
+    "username": FieldSpec("Username", validation.smtp_username),
+    "allow_unverified_certificate": FieldSpec("Allow unverified certificate", boolean),
+    "link_tracking_domain": FieldSpec("Link Tracking Domain", validation.optional_domain),
+    "open_tracking_domain": FieldSpec("Open Tracking Domain", validation.optional_domain),
+    "mail_from_domain": FieldSpec("Mail From Domain", validation.optional_domain),
+    "enforced_from_email": FieldSpec("Enforced From Email", validation.optional_email),
+    "sender_info_as_mfrom": FieldSpec("Use Sender Info as MFROM", boolean),
+    "sender_info_as_from": FieldSpec("Use Sender Info as FROM", boolean),
+    "hourly_quota": FieldSpec("Hourly quota", validation.optional_limit),
+    "daily_quota": FieldSpec("Daily quota", validation.optional_limit),
+    "max_connections": FieldSpec("Max connections", _max_connections),
+}
+
+# Ports whose usual encryption differs from what was chosen: a warning, not an error,
+# since relays on unusual ports exist.
+_USUAL_ENCRYPTION = {465: Encryption.SSL, 587: Encryption.TLS, 25: None}
+
+
+def _check_consistency(server: DeliveryServer) -> None:
+    if server.auth_enabled and not server.username:
+        raise ValidationError(
+            "Username", "is required when Authentication is on; enter it or turn it off."
+        )
+    if not server.auth_enabled and server.password_encrypted:
+        # A stored password nobody uses is a liability: drop it.
+        server.password_encrypted = None
+
+
+def warnings_for(server: DeliveryServer) -> list[str]:
+    """Likely mistakes that are still allowed (shown beside the form, and by the CLI)."""
+    notes: list[str] = []
+    if server.port == 465 and server.encryption != Encryption.SSL:
+        notes.append("Port 465 normally expects SSL (TLS on connect), not STARTTLS or none.")
+    if server.port == 587 and server.encryption == Encryption.SSL:
+        notes.append("Port 587 normally expects TLS (STARTTLS), not SSL.")
+    if server.encryption == Encryption.NONE:
+        notes.append("No encryption: credentials and mail cross the network in clear.")
+    if server.auth_enabled and server.password_encrypted is None:
+        notes.append("Authentication is on but no password is stored.")
+    if server.allow_unverified_certificate:
+        notes.append("Certificate verification is turned off for this server.")
+    if not server.mail_from_domain:
+        notes.append("No Mail From domain: bounces cannot be processed.")
+    return notes
+
+
+def _set_password(
+    server: DeliveryServer, password: str | None, cipher: PasswordCipher | None
+) -> None:
+    if password is None:
+        server.password_encrypted = None
+        return
+    password = validation.smtp_password(password, "Password")
+    if cipher is None:
+        raise ValidationError(
+            "Password", "cannot be stored without the database's vault key; unlock the keyring."
+        )
+    server.password_encrypted = cipher.encrypt(password)
+
+
+def list_servers(session: Session) -> Sequence[DeliveryServer]:
+    return session.scalars(select(DeliveryServer).order_by(DeliveryServer.name)).all()
+
+
+def get_server(session: Session, name: str) -> DeliveryServer:
+    return get_by_name(session, DeliveryServer, "name", name, ENTITY)
+
+
+def _ensure_unique_name(session: Session, name: str, exclude_id: int | None = None) -> None:
+    query = select(DeliveryServer.id).where(DeliveryServer.name == name)
+    if exclude_id is not None:
+        query = query.where(DeliveryServer.id != exclude_id)
+    if session.scalars(query).first() is not None:
+        raise ConflictError(
+            f"A delivery server named {name!r} already exists; choose another name."
+        )
+
+
+_UNSET: Any = object()
+
+
+def create_server(
+    session: Session,
+    values: Mapping[str, object],
+    *,
+    password: str | None = None,
+    cipher: PasswordCipher | None = None,
+    actor: str | None = None,
+) -> DeliveryServer:
+    """Validate and add a server; ``password`` is encrypted with ``cipher`` (the vault)."""
+    for required in ("name", "host"):
+        if values.get(required) in (None, ""):
+            raise ValidationError(FIELDS[required].label, "is required.")
+    server = DeliveryServer(
+        port=587,
+        encryption=Encryption.TLS,
+        timeout_seconds=10,
+        auth_enabled=False,
+        allow_unverified_certificate=False,
+        sender_info_as_mfrom=False,
+        sender_info_as_from=False,
+        max_connections=5,
+    )
+    changes = dict(values)
+    if changes.get("username") and "auth_enabled" not in changes:
+        changes["auth_enabled"] = True  # giving a username means the server authenticates
+    apply_fields(server, changes, FIELDS, ENTITY)
+    _ensure_unique_name(session, server.name)
+    if password is not None:
+        server.auth_enabled = True if server.username else server.auth_enabled
+        _set_password(server, password, cipher)
+    _check_consistency(server)
+    session.add(server)
+    session.flush()
+    audit.record(
+        session,
+        "create",
+        "delivery_server",
+        server.name,
+        {**server_as_dict(server), "password": "<set>" if password else None},
+        actor=actor,
+    )
+    return server
+
+
+def update_server(
+    session: Session,
+    name: str,
+    changes: Mapping[str, object],
+    *,
+    password: str | None = _UNSET,
+    cipher: PasswordCipher | None = None,
+    expected_version: int | None = None,
+    actor: str | None = None,
+) -> DeliveryServer:
+    """Apply ``changes``; pass ``password=None`` to remove the stored password."""
+    server = get_server(session, name)
+    check_version(server.version, expected_version, ENTITY, name)
+    diff = apply_fields(server, changes, FIELDS, ENTITY)
+    if "name" in diff:
+        _ensure_unique_name(session, server.name, exclude_id=server.id)
+    if password is not _UNSET:
+        _set_password(server, password, cipher)
+        diff["password"] = "<changed>"
+    _check_consistency(server)
+    if diff:
+        session.flush()
+        audit.record(session, "update", "delivery_server", server.name, diff, actor=actor)
+    return server
+
+
+def groups_using(session: Session, server: DeliveryServer) -> Sequence[UserGroup]:
+    return session.scalars(
+        select(UserGroup)
+        .where(
+            or_(
+                UserGroup.marketing_server_id == server.id,
+                UserGroup.transactional_server_id == server.id,
+                UserGroup.autoresponder_server_id == server.id,
+            )
+        )
+        .order_by(UserGroup.name)
+    ).all()
+
+
+def delete_server(session: Session, name: str, *, actor: str | None = None) -> None:
+    """Delete an unallocated server; an allocated one is refused with the groups named."""
+    server = get_server(session, name)
+    users = groups_using(session, server)
+    if users:
+        names = ", ".join(g.name for g in users)
+        raise ConflictError(
+            f"Delivery server {name!r} is assigned to user group(s) {names}; "
+            "assign another server there first."
+        )
+    session.delete(server)
+    session.flush()
+    audit.record(session, "delete", "delivery_server", name, actor=actor)
+
+
+def decrypt_password(server: DeliveryServer, cipher: PasswordCipher) -> str | None:
+    """The clear password, for the SMTP session only; never for display or export."""
+    if server.password_encrypted is None:
+        return None
+    return cipher.decrypt(server.password_encrypted)
+
+
+def server_as_dict(server: DeliveryServer) -> dict[str, Any]:
+    """Every field an administrator sees, without the password (only whether one is set)."""
+    return {
+        "name": server.name,
+        "host": server.host,
+        "port": server.port,
+        "encryption": server.encryption.value,
+        "timeout_seconds": server.timeout_seconds,
+        "auth_enabled": server.auth_enabled,
+        "username": server.username,
+        "has_password": server.password_encrypted is not None,
+        "allow_unverified_certificate": server.allow_unverified_certificate,
+        "link_tracking_domain": server.link_tracking_domain,
+        "open_tracking_domain": server.open_tracking_domain,
+        "mail_from_domain": server.mail_from_domain,
+        "enforced_from_email": server.enforced_from_email,
+        "sender_info_as_mfrom": server.sender_info_as_mfrom,
+        "sender_info_as_from": server.sender_info_as_from,
+        "hourly_quota": server.hourly_quota,
+        "daily_quota": server.daily_quota,
+        "max_connections": server.max_connections,
+        "last_test_status": server.last_test_status.value,
+        "last_test_at": server.last_test_at.isoformat() if server.last_test_at else None,
+        "version": server.version,
+    }

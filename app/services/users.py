@@ -1,0 +1,112 @@
+"""Users: accounts that belong to one user group and own sender domains."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models import User, UserGroup
+from app.services import audit, validation
+from app.services.coerce import FieldSpec, apply_fields, boolean, check_version, get_by_name
+from app.services.errors import ConflictError, ValidationError
+
+ENTITY = "user"
+
+FIELDS: dict[str, FieldSpec] = {
+    "username": FieldSpec("Username", validation.username),
+    "email": FieldSpec("Email", validation.email_address),
+    "is_active": FieldSpec("Active", boolean),
+}
+
+
+def list_users(session: Session, *, group: str | None = None) -> Sequence[User]:
+    query = select(User).order_by(User.username)
+    if group is not None:
+        query = query.join(User.group).where(UserGroup.name == group)
+    return session.scalars(query).all()
+
+
+def get_user(session: Session, username: str) -> User:
+    return get_by_name(session, User, "username", username, ENTITY)
+
+
+def _resolve_group(session: Session, value: object) -> UserGroup:
+    group_name = validation.name(value, "User group")
+    group = session.scalars(select(UserGroup).where(UserGroup.name == group_name)).one_or_none()
+    if group is None:
+        raise ValidationError(
+            "User group", f"no user group named {group_name!r}; create it first or pick another."
+        )
+    return group
+
+
+def _ensure_unique(session: Session, username: str, exclude_id: int | None = None) -> None:
+    query = select(User.id).where(User.username == username)
+    if exclude_id is not None:
+        query = query.where(User.id != exclude_id)
+    if session.scalars(query).first() is not None:
+        raise ConflictError(f"A user named {username!r} already exists; choose another username.")
+
+
+def create_user(
+    session: Session, values: Mapping[str, object], *, actor: str | None = None
+) -> User:
+    for key, label in (("username", "Username"), ("email", "Email"), ("group", "User group")):
+        if values.get(key) in (None, ""):
+            raise ValidationError(label, "is required.")
+    changes = dict(values)
+    group = _resolve_group(session, changes.pop("group"))
+    user = User(is_active=True)
+    apply_fields(user, changes, FIELDS, ENTITY)
+    _ensure_unique(session, user.username)
+    user.group = group
+    session.add(user)
+    session.flush()
+    audit.record(session, "create", "user", user.username, user_as_dict(user), actor=actor)
+    return user
+
+
+def update_user(
+    session: Session,
+    username: str,
+    changes: Mapping[str, object],
+    *,
+    expected_version: int | None = None,
+    actor: str | None = None,
+) -> User:
+    user = get_user(session, username)
+    check_version(user.version, expected_version, ENTITY, username)
+    pending = dict(changes)
+    group = _resolve_group(session, pending.pop("group")) if "group" in pending else None
+    diff = apply_fields(user, pending, FIELDS, ENTITY)
+    if "username" in diff:
+        _ensure_unique(session, user.username, exclude_id=user.id)
+    if group is not None and group.id != user.group_id:
+        diff["group"] = [user.group.name, group.name]
+        user.group = group
+    if diff:
+        session.flush()
+        audit.record(session, "update", "user", user.username, diff, actor=actor)
+    return user
+
+
+def delete_user(session: Session, username: str, *, actor: str | None = None) -> None:
+    """Deleting a user deletes their sender domains with them (they own them)."""
+    user = get_user(session, username)
+    domains = [d.domain for d in user.sender_domains]
+    session.delete(user)
+    session.flush()
+    audit.record(session, "delete", "user", username, {"sender_domains": domains}, actor=actor)
+
+
+def user_as_dict(user: User) -> dict[str, Any]:
+    return {
+        "username": user.username,
+        "email": user.email,
+        "group": user.group.name,
+        "is_active": user.is_active,
+        "version": user.version,
+    }
