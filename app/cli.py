@@ -171,13 +171,27 @@ class PostroomGroup(click.Group):
     "Default: the embedded SQLite file in your user data directory.",
 )
 @click.option("--profile", metavar="NAME", help="A saved connection profile (see `profiles`).")
+@click.option(
+    "--vault-key-file",
+    type=click.Path(dir_okay=False, exists=True),
+    envvar="POSTROOM_VAULT_KEY_FILE",
+    help="Read the vault key from this file (mode 0600) instead of the keyring.",
+)
 @click.option("--json", "json_output", is_flag=True, help="Print JSON for every read.")
 @click.version_option(__version__, prog_name="postroom")
 @click.pass_context
 def main(
-    ctx: click.Context, database_url: str | None, profile: str | None, json_output: bool
+    ctx: click.Context,
+    database_url: str | None,
+    profile: str | None,
+    vault_key_file: str | None,
+    json_output: bool,
 ) -> None:
     """Postroom: delivery servers, user groups, DNS templates and sender domains."""
+    if vault_key_file:
+        from app.services.secrets import set_vault_key_file
+
+        set_vault_key_file(vault_key_file)
     state = ctx.ensure_object(State)
     state.database_url = database_url
     state.profile = profile

@@ -44,6 +44,10 @@ def isolated_user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.setenv(var, str(home / sub))
     monkeypatch.delenv("POSTROOM_DATABASE_URL", raising=False)
     monkeypatch.delenv("POSTROOM_VAULT_KEY", raising=False)
+    monkeypatch.delenv("POSTROOM_VAULT_KEY_FILE", raising=False)
+    from app.services.secrets import set_vault_key_file
+
+    set_vault_key_file(None)
     for var in (
         "EMAILCAMPAIGN_DNS_SUBDOMAIN",
         "EMAILCAMPAIGN_DNS_TRACK_PREFIX",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, select
@@ -83,3 +84,19 @@ def test_version_column_detects_concurrent_edit(database: Database) -> None:
         console_b.port = 465
     with database.session() as session:
         assert session.scalars(select(DeliveryServer)).one().port == 2525
+
+
+def test_schema_head_constant_matches_migrations(sqlite_url: str) -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from app.models import database as database_module
+
+    config = Config()
+    config.set_main_option(
+        "script_location", str(Path(database_module.__file__).parent / "migrations")
+    )
+    assert ScriptDirectory.from_config(config).get_current_head() == database_module.SCHEMA_HEAD
+    db = Database(sqlite_url)
+    assert database_module.schema_revision(db.engine) == database_module.SCHEMA_HEAD
+    db.dispose()

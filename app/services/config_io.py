@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import yaml
@@ -208,7 +209,7 @@ def _differences(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[
     return {k: v for k, v in wanted.items() if current.get(k) != v}
 
 
-def _in_section(section: str, index: int, run: Callable[[], None]) -> None:
+def _in_section(section: str, index: int, run: Callable[[], object]) -> None:
     """Prefix refusals with where in the file they come from."""
     try:
         run()
@@ -297,7 +298,8 @@ def _import_templates(
             _in_section(
                 "dns_templates",
                 index,
-                lambda: templates_service.create_template(
+                partial(
+                    templates_service.create_template,
                     session,
                     name=name,
                     kind=kind.value,
@@ -320,7 +322,8 @@ def _import_templates(
             _in_section(
                 "dns_templates",
                 index,
-                lambda: templates_service.update_template(
+                partial(
+                    templates_service.update_template,
                     session,
                     kind.value,
                     name,
@@ -351,13 +354,13 @@ def _upsert(
         wanted = _without(entry, skip)
         existing = session.scalars(select(model).where(getattr(model, column) == key)).one_or_none()
         if existing is None:
-            _in_section(section, index, lambda wanted=wanted: create(wanted))
+            _in_section(section, index, partial(create, wanted))
             result.changes.append(Change(section, key, "create", {}))
             continue
         current = as_dict(existing)
         changes = _differences(current, wanted)
         if changes:
-            _in_section(section, index, lambda key=key, changes=changes: update(key, changes))
+            _in_section(section, index, partial(update, key, changes))
             result.changes.append(
                 Change(section, key, "update", {k: [current.get(k), v] for k, v in changes.items()})
             )

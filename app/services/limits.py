@@ -1,0 +1,254 @@
+"""Per-user sending limits of the user group, counted from the ``user_send_counts`` ledger.
+
+Decisions:
+
+* Days are UTC calendar days: send engines on several hosts must agree on when "today"
+  and "this month" start, whatever the hosts' time zones.
+* Daily = the UTC day; monthly = the calendar month (the reference's "per calendar
+  month"); lifetime = every row; the default sender domain's limit counts only mail sent
+  through it over a rolling 30-day window, today and the 29 days before.
+* ``None`` or ``0`` means unlimited, for every limit.
+* A batch must fit entirely: ``count`` more messages may not take a counter over its
+  limit, so reaching the limit exactly is allowed.
+* ``record_sent`` writes no audit entry: it is the send ledger, written per delivered
+  batch by send engines, not an administrator's change; the ledger is its own record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import and_, case, func, select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from app.models import User, UserSendCount
+from app.services import validation
+from app.services.errors import ConflictError, LimitExceeded, NotFoundError
+
+ROLLING_WINDOW_DAYS = 30
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a user has sent, as of ``as_of`` (a UTC day), next to the group's limits."""
+
+    username: str
+    group: str
+    as_of: date
+    today: int
+    this_month: int
+    lifetime: int
+    default_domain_30d: int
+    daily_limit: int | None
+    monthly_limit: int | None
+    lifetime_limit: int | None
+    default_domain_limit: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["as_of"] = self.as_of.isoformat()
+        return data
+
+
+def utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
+def _day(today: date | None) -> date:
+    if today is None:
+        return utc_today()
+    # datetime is a date subclass; a Date column comparison needs the plain day.
+    return today.date() if isinstance(today, datetime) else today
+
+
+def _limit(value: int | None) -> int | None:
+    return value or None
+
+
+def _load_user(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFoundError("user", user_id)
+    return user
+
+
+def _window_start(day: date) -> date:
+    return day - timedelta(days=ROLLING_WINDOW_DAYS - 1)
+
+
+def _sum_where(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+    return func.coalesce(func.sum(case((condition, UserSendCount.sent), else_=0)), 0)
+
+
+def usage(session: Session, user_id: int, *, today: date | None = None) -> Usage:
+    day = _day(today)
+    user = _load_user(session, user_id)
+    group = user.group
+    sent_on = UserSendCount.day
+    via_default = UserSendCount.via_default_domain.is_(True)
+    row = session.execute(
+        select(
+            _sum_where(sent_on == day),
+            _sum_where(and_(sent_on >= day.replace(day=1), sent_on <= day)),
+            func.coalesce(func.sum(UserSendCount.sent), 0),
+            _sum_where(and_(via_default, sent_on >= _window_start(day), sent_on <= day)),
+        ).where(UserSendCount.user_id == user_id)
+    ).one()
+    # int(): MariaDB returns SUM() as Decimal.
+    sent_today, this_month, lifetime, default_30d = (int(value) for value in row)
+    return Usage(
+        username=user.username,
+        group=group.name,
+        as_of=day,
+        today=sent_today,
+        this_month=this_month,
+        lifetime=lifetime,
+        default_domain_30d=default_30d,
+        daily_limit=_limit(group.daily_email_limit),
+        monthly_limit=_limit(group.monthly_email_limit),
+        lifetime_limit=_limit(group.lifetime_email_limit),
+        default_domain_limit=_limit(group.default_sender_domain_monthly_limit),
+    )
+
+
+def _next_month(day: date) -> date:
+    return date(day.year + 1, 1, 1) if day.month == 12 else date(day.year, day.month + 1, 1)
+
+
+def _window_frees_on(session: Session, user_id: int, day: date, needed: int) -> date | None:
+    """The first day on which at least ``needed`` default-domain sends have left the
+    rolling window (assuming no new ones), or None if the window never holds that many."""
+    rows = session.execute(
+        select(UserSendCount.day, UserSendCount.sent)
+        .where(
+            UserSendCount.user_id == user_id,
+            UserSendCount.via_default_domain.is_(True),
+            UserSendCount.day >= _window_start(day),
+            UserSendCount.day <= day,
+        )
+        .order_by(UserSendCount.day)
+    ).all()
+    freed = 0
+    for sent_day, sent in rows:
+        freed += sent
+        if freed >= needed:
+            # A day's sends leave the window when it no longer includes that day.
+            return sent_day + timedelta(days=ROLLING_WINDOW_DAYS)
+    return None
+
+
+def check_can_send(
+    session: Session,
+    user_id: int,
+    count: int = 1,
+    *,
+    via_default_domain: bool = False,
+    today: date | None = None,
+) -> Usage:
+    """Raise ``LimitExceeded`` if ``count`` more messages would pass a limit; else the usage.
+
+    Limits are checked from the one that resets last (lifetime) to the soonest, so the
+    message names the limit that really blocks sending.
+    """
+    number = validation.bounded_int(count, "Count", minimum=1)
+    current = usage(session, user_id, today=today)
+    day = current.as_of
+    who = f"User {current.username} of group {current.group}"
+
+    if current.lifetime_limit is not None and current.lifetime + number > current.lifetime_limit:
+        raise LimitExceeded(
+            "lifetime",
+            f"{who} has sent {current.lifetime} of the lifetime limit of "
+            f"{current.lifetime_limit} emails and {number} more would exceed it; this limit "
+            "never resets, so raise the Lifetime Email Limit in the group's Limits.",
+        )
+    if current.monthly_limit is not None and current.this_month + number > current.monthly_limit:
+        raise LimitExceeded(
+            "monthly",
+            f"{who} has sent {current.this_month} of the monthly limit of "
+            f"{current.monthly_limit} emails and {number} more would exceed it; the count "
+            f"starts again on {_next_month(day).isoformat()} (UTC), or raise the Monthly "
+            "Email Limit in the group's Limits.",
+        )
+    if current.daily_limit is not None and current.today + number > current.daily_limit:
+        raise LimitExceeded(
+            "daily",
+            f"{who} has sent {current.today} of the daily limit of {current.daily_limit} "
+            f"emails and {number} more would exceed it; the count starts again at 00:00 UTC "
+            f"on {(day + timedelta(days=1)).isoformat()}, or raise the Daily Email Limit in "
+            "the group's Limits.",
+        )
+    if via_default_domain:
+        user = _load_user(session, user_id)
+        if not user.group.default_sender_domain_enabled:
+            raise ConflictError(
+                f"Group {current.group} has no active default sender domain; check "
+                '"Activate default sender domain" in its Preferences or send from a '
+                "verified sender domain."
+            )
+        limit = current.default_domain_limit
+        if limit is not None and current.default_domain_30d + number > limit:
+            frees_on = (
+                _window_frees_on(session, user_id, day, current.default_domain_30d + number - limit)
+                if number <= limit
+                else None
+            )
+            when = (
+                f"room frees up on {frees_on.isoformat()} as older sends leave the window"
+                if frees_on
+                else f"a batch of {number} is larger than the limit itself"
+            )
+            raise LimitExceeded(
+                "default_sender_domain",
+                f"{who} has sent {current.default_domain_30d} emails through the default "
+                f"sender domain in the last {ROLLING_WINDOW_DAYS} days and {number} more would "
+                f"exceed its limit of {limit}; {when}, or raise the default sender domain's "
+                "Monthly Limit in the group's Preferences.",
+            )
+    return current
+
+
+def record_sent(
+    session: Session,
+    user_id: int,
+    count: int = 1,
+    *,
+    via_default_domain: bool = False,
+    today: date | None = None,
+) -> None:
+    """Add ``count`` sent messages to the user's counter for the (UTC) day."""
+    number = validation.bounded_int(count, "Count", minimum=1)
+    day = _day(today)
+    _load_user(session, user_id)
+    key = and_(
+        UserSendCount.user_id == user_id,
+        UserSendCount.day == day,
+        UserSendCount.via_default_domain.is_(via_default_domain),
+    )
+    # One UPDATE adds to the stored value inside the database, so two engines recording
+    # at once can't lose each other's counts (no read-modify-write in Python).
+    increment = (
+        update(UserSendCount)
+        .where(key)
+        .values(sent=UserSendCount.sent + number)
+        .execution_options(synchronize_session="fetch")
+    )
+    result = cast(CursorResult[Any], session.execute(increment))
+    if result.rowcount:
+        return
+    try:
+        # The savepoint keeps the caller's transaction usable if another engine inserted
+        # the day's row first; then that row gets our increment instead.
+        with session.begin_nested():
+            session.add(
+                UserSendCount(
+                    user_id=user_id, day=day, via_default_domain=via_default_domain, sent=number
+                )
+            )
+    except IntegrityError:
+        session.execute(increment)

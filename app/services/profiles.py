@@ -1,0 +1,260 @@
+"""Named connection profiles: remote database URLs a workstation can pick by name.
+
+The profile file (``profiles.yaml`` in the user config directory) holds each URL *without*
+its password; the password goes to the keyring as ``profile:<name>``. A copied or
+backed-up config directory therefore reveals no database password.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+import yaml
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from app.models.database import APP_NAME
+from app.services import validation
+from app.services.errors import NotFoundError, ValidationError
+from app.services.secrets import SecretStore
+
+PROFILES_FILE = "profiles.yaml"
+_FORMAT_VERSION = 1
+ENTITY = "connection profile"
+_BAD_HOST_CHARS = re.compile(r"[/?#@\s]")
+
+# Driver names as the user may write them, and what we store. Plain ``postgresql`` is
+# pinned to psycopg so the profile keeps working whatever SQLAlchemy's default becomes.
+_DRIVERS = {
+    "sqlite": "sqlite",
+    "postgresql": "postgresql+psycopg",
+    "postgresql+psycopg": "postgresql+psycopg",
+    "mysql+pymysql": "mysql+pymysql",
+    "mariadb+pymysql": "mariadb+pymysql",
+}
+
+
+@dataclass(frozen=True)
+class ConnectionProfile:
+    """A saved connection; ``has_password`` says whether the keyring holds a password."""
+
+    name: str
+    url_without_password: str
+    backend: str  # SQLAlchemy backend name: sqlite, postgresql, mysql or mariadb
+    has_password: bool = False
+
+
+def profiles_path() -> Path:
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / PROFILES_FILE
+
+
+def _secret_name(name: str) -> str:
+    return f"profile:{name}"
+
+
+def _store_or_default(store: SecretStore | None) -> SecretStore:
+    return store if store is not None else SecretStore()
+
+
+def _profile_name(value: object) -> str:
+    return validation.name(value, "Profile name", max_length=100)
+
+
+def _parse_url(url: object) -> URL:
+    field = "Database URL"
+    if not isinstance(url, str) or not url.strip():
+        raise ValidationError(field, "a URL such as postgresql://user:password@host/db is needed.")
+    validation.no_control_chars(url, field)
+    try:
+        parsed = make_url(url.strip())
+    except (ArgumentError, ValueError):
+        raise ValidationError(
+            field, "is not a database URL; write it like postgresql://user:password@host/db."
+        ) from None
+    driver = _DRIVERS.get(parsed.drivername)
+    if driver is None:
+        raise ValidationError(
+            field,
+            f"the driver {parsed.drivername!r} is not supported; use sqlite, "
+            "postgresql+psycopg, mysql+pymysql or mariadb+pymysql.",
+        )
+    if driver != "sqlite":
+        # A password with unescaped "/", "@" or "#" makes the parser put the rest of the
+        # URL somewhere odd; refuse that rather than save a profile that cannot connect.
+        socket = parsed.query.get("host") or parsed.query.get("unix_socket")
+        if not parsed.host and not socket:
+            raise ValidationError(
+                field,
+                "no server host was found; write user:password@host/database and "
+                "percent-encode special characters in the password (/ is %2F, @ is %40).",
+            )
+        if parsed.host and _BAD_HOST_CHARS.search(parsed.host):
+            raise ValidationError(
+                field,
+                f"the host {parsed.host!r} is not a host name; percent-encode special "
+                "characters in the password (/ is %2F, @ is %40, # is %23).",
+            )
+    # The file must never hold a password, so one smuggled into the query is refused
+    # rather than silently written out.
+    for key in parsed.query:
+        if "pass" in key.lower():
+            raise ValidationError(
+                field,
+                f"the query parameter {key!r} looks like a password; put the password in "
+                "the user:password@ part instead.",
+            )
+    return parsed.set(drivername=driver)
+
+
+def _without_password(url: URL) -> str:
+    # URL.set(password=None) keeps the old password (None means "unchanged"), so the URL
+    # is rebuilt from its parts.
+    bare = URL.create(
+        url.drivername,
+        username=url.username,
+        host=url.host,
+        port=url.port,
+        database=url.database,
+        query=url.query,
+    )
+    return bare.render_as_string(hide_password=False)
+
+
+def _broken_file(path: Path, problem: str) -> ValidationError:
+    return ValidationError(
+        str(path), f"{problem}; fix the file or delete it and save the profiles again."
+    )
+
+
+def _read_all() -> dict[str, ConnectionProfile]:
+    path = profiles_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    try:
+        data: Any = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise _broken_file(path, "is not valid YAML") from None
+    if data is None:
+        return {}
+    entries = data.get("profiles") if isinstance(data, dict) else None
+    if not isinstance(entries, dict):
+        raise _broken_file(path, "has no 'profiles' mapping")
+    profiles: dict[str, ConnectionProfile] = {}
+    for name, entry in entries.items():
+        if not isinstance(name, str) or not isinstance(entry, dict):
+            raise _broken_file(path, f"has a malformed entry {name!r}")
+        url = entry.get("url")
+        if not isinstance(url, str):
+            raise _broken_file(path, f"has no URL for the profile {name!r}")
+        try:
+            backend = make_url(url).get_backend_name()
+        except (ArgumentError, ValueError):
+            raise _broken_file(path, f"has an unreadable URL for the profile {name!r}") from None
+        profiles[name] = ConnectionProfile(
+            name=name,
+            url_without_password=url,
+            backend=backend,
+            has_password=entry.get("password_in_keyring") is True,
+        )
+    return profiles
+
+
+def _write_all(profiles: dict[str, ConnectionProfile]) -> None:
+    path = profiles_path()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data = {
+        "version": _FORMAT_VERSION,
+        "profiles": {
+            p.name: {"url": p.url_without_password, "password_in_keyring": p.has_password}
+            for p in sorted(profiles.values(), key=lambda p: p.name)
+        },
+    }
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    # Write a private temporary file next to the target and rename it over: readers see
+    # the old or the new file, never half of one, and it is never world-readable.
+    fd, temp_name = tempfile.mkstemp(prefix=".profiles-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            if os.name == "posix":
+                os.fchmod(handle.fileno(), 0o600)
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def save_profile(name: str, url: str, store: SecretStore | None = None) -> ConnectionProfile:
+    """Create or replace the profile ``name``; its password goes to the keyring only."""
+    clean_name = _profile_name(name)
+    parsed = _parse_url(url)
+    profiles = _read_all()
+    previous = profiles.get(clean_name)
+    has_password = bool(parsed.password)
+    secrets = _store_or_default(store)
+    # Keyring first: if it is unavailable the profile file stays as it was.
+    if has_password:
+        secrets.set(_secret_name(clean_name), str(parsed.password))
+    elif previous is not None and previous.has_password:
+        secrets.delete(_secret_name(clean_name))  # a stale password must not come back
+    profile = ConnectionProfile(
+        name=clean_name,
+        url_without_password=_without_password(parsed),
+        backend=parsed.get_backend_name(),
+        has_password=has_password,
+    )
+    profiles[clean_name] = profile
+    _write_all(profiles)
+    return profile
+
+
+def list_profiles() -> list[ConnectionProfile]:
+    return sorted(_read_all().values(), key=lambda p: p.name.casefold())
+
+
+def get_profile(name: str) -> ConnectionProfile:
+    clean_name = _profile_name(name)
+    profile = _read_all().get(clean_name)
+    if profile is None:
+        raise NotFoundError(ENTITY, clean_name)
+    return profile
+
+
+def profile_url(name: str, store: SecretStore | None = None) -> str:
+    """The profile's full URL, its password taken back from the keyring."""
+    profile = get_profile(name)
+    if not profile.has_password:
+        return profile.url_without_password
+    password = _store_or_default(store).get(_secret_name(profile.name))
+    if password is None:
+        raise ValidationError(
+            f"Profile {profile.name!r}",
+            "its password is no longer in the keyring; save the profile again with the "
+            "password in the URL.",
+        )
+    return (
+        make_url(profile.url_without_password)
+        .set(password=password)
+        .render_as_string(hide_password=False)
+    )
+
+
+def delete_profile(name: str, store: SecretStore | None = None) -> None:
+    """Remove the profile and its keyring password."""
+    profile = get_profile(name)
+    if profile.has_password:
+        # Keyring first, so a failure leaves no password behind without its profile.
+        _store_or_default(store).delete(_secret_name(profile.name))
+    profiles = _read_all()
+    profiles.pop(profile.name, None)
+    _write_all(profiles)

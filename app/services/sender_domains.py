@@ -1,0 +1,302 @@
+"""Sender domains: creation with the group's DNS template, listing, status and deletion.
+
+Decisions:
+
+* Domains are stored in ASCII (IDNA/punycode, lower case), so ``bücher.example`` and
+  ``xn--bcher-kva.example`` are the same domain.
+* The group's Sender Domains Limit counts all of a user's sender domains, campaign and
+  gateway alike: the reference lists one limit for "sender domains a user can create".
+* The records are rendered once, at creation, and stored: editing the template or the
+  DNS settings later changes no existing domain (the reference: "existing domains
+  retain their original DNS records").
+* A domain whose template has no records is Enabled at once and keeps ``verified_at``
+  empty, because nothing was verified.
+* Permission refusals are ``ConflictError``: the input is valid, the group's settings
+  forbid it, and the message names the setting to change.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from app.models import (
+    DnsTemplate,
+    DomainStatus,
+    SenderDomain,
+    SenderDomainRecord,
+    TemplateKind,
+    User,
+    UserGroup,
+)
+from app.services import audit, validation
+from app.services.dns_settings import get_settings
+from app.services.dns_templates import (
+    DEFAULT_TEMPLATE_NAME,
+    get_template,
+    installation_hash_secret,
+    random_label,
+    render_records,
+)
+from app.services.errors import (
+    ConcurrentEditError,
+    ConflictError,
+    LimitExceeded,
+    NotFoundError,
+)
+
+ENTITY = "sender_domain"
+
+
+def _kind(kind: TemplateKind | str) -> TemplateKind:
+    return validation.choice(kind, "Domain kind", TemplateKind)
+
+
+def _user(session: Session, username: str, *, lock: bool = False) -> User:
+    name = validation.username(username)
+    query = select(User).where(User.username == name)
+    if lock:
+        # Serialises domain creation per user on PostgreSQL/MariaDB so two consoles can't
+        # both pass the limit check; SQLite write transactions are serial already.
+        query = query.with_for_update()
+    user = session.scalars(query).one_or_none()
+    if user is None:
+        raise NotFoundError("user", name)
+    return user
+
+
+def _check_permission(group: UserGroup, kind: TemplateKind) -> None:
+    if kind is TemplateKind.CAMPAIGN and not group.sender_domain_management:
+        raise ConflictError(
+            f"User group {group.name!r} does not allow sender domains; enable "
+            '"Enable sender domain management" in the group\'s Preferences first.'
+        )
+    if kind is TemplateKind.GATEWAY and not group.perm_gateway_add_domain:
+        raise ConflictError(
+            f"User group {group.name!r} may not add Email Gateway domains; grant the "
+            "EmailGateway.AddDomain permission in the group's Permissions first."
+        )
+
+
+def _template_for(session: Session, group: UserGroup, kind: TemplateKind) -> DnsTemplate | None:
+    """The group's selected template, else the template named Default, else none."""
+    selected = (
+        group.campaign_dns_template if kind is TemplateKind.CAMPAIGN else group.gateway_dns_template
+    )
+    if selected is not None:
+        if selected.kind is not kind:
+            raise ConflictError(
+                f"User group {group.name!r} selects the {selected.kind.value} template "
+                f"{selected.name!r} for {kind.value} domains; pick a {kind.value} template."
+            )
+        return selected
+    try:
+        return get_template(session, kind, DEFAULT_TEMPLATE_NAME)
+    except NotFoundError:
+        return None
+
+
+def create_sender_domain(
+    session: Session,
+    username: str,
+    domain: str,
+    *,
+    kind: TemplateKind | str = TemplateKind.CAMPAIGN,
+    actor: str | None = None,
+) -> SenderDomain:
+    """Register ``domain`` for ``username`` with the records its group's template renders."""
+    domain_kind = _kind(kind)
+    name = validation.domain(domain, "Sender domain")
+    user = _user(session, username, lock=True)
+    group = user.group
+    _check_permission(group, domain_kind)
+
+    owner = session.scalars(
+        select(User.username)
+        .join(SenderDomain, SenderDomain.user_id == User.id)
+        .where(SenderDomain.kind == domain_kind, SenderDomain.domain == name)
+    ).one_or_none()
+    if owner is not None:
+        raise ConflictError(
+            f"The {domain_kind.value} sender domain {name} is already registered to user "
+            f"{owner}; delete it there first or choose another domain."
+        )
+
+    limit = group.sender_domains_limit
+    if limit:  # None or 0 = unlimited
+        # A locking read sees rows committed by a concurrent creator on MariaDB too,
+        # where a plain SELECT would read the transaction's older snapshot.
+        owned = session.scalars(
+            select(SenderDomain.id).where(SenderDomain.user_id == user.id).with_for_update()
+        ).all()
+        if len(owned) >= limit:
+            raise LimitExceeded(
+                "sender_domains",
+                f"User {user.username} has reached the sender domains limit of {limit} of group "
+                f"{group.name}; raise the limit or delete a domain.",
+            )
+
+    template = _template_for(session, group, domain_kind)
+    token = random_label()
+    template_records = [(r.host, r.type, r.value) for r in template.records] if template else []
+    rendered = (
+        render_records(
+            template_records,
+            domain=name,
+            kind=domain_kind,
+            settings=get_settings(session),
+            hash_secret=installation_hash_secret(session),
+            random_token=token,
+        )
+        if template_records
+        else []
+    )
+    sender_domain = SenderDomain(
+        user=user,
+        domain=name,
+        kind=domain_kind,
+        # The reference: an empty template needs no DNS verification.
+        status=DomainStatus.APPROVAL_PENDING if rendered else DomainStatus.ENABLED,
+        template_name=template.name if template else None,
+        random_token=token,
+        records=[
+            SenderDomainRecord(position=position, host=r.host, type=r.type, value=r.value)
+            for position, r in enumerate(rendered)
+        ],
+    )
+    session.add(sender_domain)
+    try:
+        session.flush()
+    except IntegrityError:
+        # Another console registered the same domain between our check and this insert.
+        raise ConflictError(
+            f"The {domain_kind.value} sender domain {name} was just registered by someone "
+            "else; reload the list and choose another domain."
+        ) from None
+    audit.record(session, "create", ENTITY, name, domain_as_dict(sender_domain), actor=actor)
+    return sender_domain
+
+
+def list_sender_domains(
+    session: Session,
+    *,
+    username: str | None = None,
+    status: DomainStatus | str | None = None,
+    kind: TemplateKind | str | None = None,
+) -> list[SenderDomain]:
+    query = select(SenderDomain).order_by(SenderDomain.domain, SenderDomain.kind)
+    if username is not None:
+        query = query.where(SenderDomain.user_id == _user(session, username).id)
+    if status is not None:
+        query = query.where(
+            SenderDomain.status == validation.choice(status, "Status", DomainStatus)
+        )
+    if kind is not None:
+        query = query.where(SenderDomain.kind == _kind(kind))
+    return list(session.scalars(query))
+
+
+def count_sender_domains(session: Session, user_id: int) -> int:
+    """How many sender domains (all kinds) count against the user's limit."""
+    return (
+        session.scalar(
+            select(func.count()).select_from(SenderDomain).where(SenderDomain.user_id == user_id)
+        )
+        or 0
+    )
+
+
+def get_sender_domain(
+    session: Session, domain: str, kind: TemplateKind | str = TemplateKind.CAMPAIGN
+) -> SenderDomain:
+    domain_kind = _kind(kind)
+    name = validation.domain(domain, "Sender domain")
+    sender_domain = session.scalars(
+        select(SenderDomain).where(SenderDomain.kind == domain_kind, SenderDomain.domain == name)
+    ).one_or_none()
+    if sender_domain is None:
+        raise NotFoundError(f"{domain_kind.value} sender domain", name)
+    return sender_domain
+
+
+def delete_sender_domain(
+    session: Session,
+    domain: str,
+    kind: TemplateKind | str = TemplateKind.CAMPAIGN,
+    *,
+    expected_version: int | None = None,
+    actor: str | None = None,
+) -> None:
+    sender_domain = get_sender_domain(session, domain, kind)
+    _check_version(sender_domain, expected_version)
+    details = domain_as_dict(sender_domain)
+    session.delete(sender_domain)
+    _flush(session, sender_domain)
+    audit.record(session, "delete", ENTITY, sender_domain.domain, details, actor=actor)
+
+
+def set_domain_status(
+    session: Session,
+    domain: str,
+    kind: TemplateKind | str,
+    status: DomainStatus | str,
+    *,
+    expected_version: int | None = None,
+    actor: str | None = None,
+) -> SenderDomain:
+    """Set the status by hand (an administrator's override; ``verified_at`` is untouched)."""
+    new_status = validation.choice(status, "Status", DomainStatus)
+    sender_domain = get_sender_domain(session, domain, kind)
+    _check_version(sender_domain, expected_version)
+    old_status = sender_domain.status
+    if new_status is not old_status:
+        sender_domain.status = new_status
+        _flush(session, sender_domain)
+        audit.record(
+            session,
+            "update",
+            ENTITY,
+            sender_domain.domain,
+            {"kind": sender_domain.kind.value, "status": [old_status.value, new_status.value]},
+            actor=actor,
+        )
+    return sender_domain
+
+
+def _check_version(sender_domain: SenderDomain, expected_version: int | None) -> None:
+    if expected_version is not None and sender_domain.version != expected_version:
+        raise ConcurrentEditError(f"{sender_domain.kind.value} sender domain", sender_domain.domain)
+
+
+def _flush(session: Session, sender_domain: SenderDomain) -> None:
+    try:
+        session.flush()
+    except StaleDataError:
+        raise ConcurrentEditError(
+            f"{sender_domain.kind.value} sender domain", sender_domain.domain
+        ) from None
+
+
+def domain_as_dict(sender_domain: SenderDomain) -> dict[str, Any]:
+    """A sender domain as shown and exported; enums as their string values."""
+    return {
+        "domain": sender_domain.domain,
+        "kind": sender_domain.kind.value,
+        "status": sender_domain.status.value,
+        "user": sender_domain.user.username,
+        "template": sender_domain.template_name,
+        "records": [
+            {"host": r.host, "type": r.type, "value": r.value} for r in sender_domain.records
+        ],
+        "created_at": _iso(sender_domain.created_at),
+        "verified_at": _iso(sender_domain.verified_at),
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
