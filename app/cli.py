@@ -764,4 +764,5 @@ def run_cli() -> None:  # pragma: no cover - console script indirection
 # Commands for templates, DNS settings and domains, and for configuration, vault and
 # profiles, live in their own modules to keep this one readable; importing registers them.
 from app import cli_admin as _cli_admin  # noqa: E402,F401
+from app import cli_checks as _cli_checks  # noqa: E402,F401
 from app import cli_domains as _cli_domains  # noqa: E402,F401

@@ -1,0 +1,160 @@
+"""``postroom smtp-test``, ``servers test``, ``domains verify`` and ``dns-check``.
+
+These are the live checks: each exits 0 only when everything passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import click
+
+from app.cli import State, emit, fail, json_option, main, pass_state, read_password_stdin
+
+# ---------------------------------------------------------------- SMTP
+
+
+def _smtp_human(report: Any) -> str:
+    data = report.as_dict()
+    lines = []
+    for stage in data["stages"]:
+        mark = "ok  " if stage["ok"] else "FAIL"
+        lines.append(f"{mark} {stage['name']:<9} {stage['ms']:>7.1f} ms  {stage['detail']}")
+    tls = data.get("tls")
+    if tls:
+        verified = "verified" if tls.get("verified") else "NOT verified"
+        if tls.get("insecure_used"):
+            verified += " (allow unverified certificate was on)"
+        lines.append(
+            f"TLS: {tls.get('version')} {tls.get('cipher')}; certificate {tls.get('subject')} "
+            f"issued by {tls.get('issuer')}, expires {tls.get('not_after')}, {verified}"
+        )
+    if data.get("auth_mechanisms"):
+        lines.append(f"AUTH offered: {' '.join(data['auth_mechanisms'])}")
+    if data["ok"]:
+        lines.append("SMTP test passed.")
+    else:
+        lines.append(f"SMTP test failed at {data['failed_stage']}: {data['hint']}")
+    return "\n".join(lines)
+
+
+def _print_stage_live(state: State) -> Any:
+    """Stages as they complete, so a slow server shows where it is (not under --json)."""
+    if state.json:
+        return None
+
+    def progress(stage: Any) -> None:
+        mark = "ok  " if stage.ok else "FAIL"
+        click.echo(f"{mark} {stage.name:<9} {stage.ms:>7.1f} ms  {stage.detail}")
+
+    return progress
+
+
+def _finish_smtp(state: State, report: Any, live: bool) -> None:
+    if state.json:
+        emit(state, report.as_dict())
+    else:
+        text = _smtp_human(report)
+        if live:  # stages were printed already; show the summary lines only
+            text = "\n".join(
+                line for line in text.splitlines() if not line.startswith(("ok  ", "FAIL"))
+            )
+        click.echo(text)
+    sys.exit(0 if report.ok else 1)
+
+
+@main.command("smtp-test")
+@click.option("--host", required=True, help="SMTP host name or IP address.")
+@click.option("--port", type=int, required=True)
+@click.option(
+    "--encryption", type=click.Choice(["none", "ssl", "tls"], case_sensitive=False), required=True
+)
+@click.option("--username")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds per stage.")
+@click.option("--mail-from", help="Envelope sender for the MAIL FROM stage.")
+@click.option("--rcpt", help="Also send a real test message to this address.")
+@click.option("--insecure", is_flag=True, help="Do not verify the TLS certificate (reported).")
+@click.option(
+    "--cafile", type=click.Path(dir_okay=False, exists=True), help="Extra CA bundle to trust."
+)
+@json_option
+@pass_state
+def smtp_test(
+    state: State,
+    host: str,
+    port: int,
+    encryption: str,
+    username: str | None,
+    password_stdin: bool,
+    timeout: float,
+    mail_from: str | None,
+    rcpt: str | None,
+    insecure: bool,
+    cafile: str | None,
+) -> None:
+    """Run a staged SMTP session against any server, without storing anything."""
+    from app.services import validation
+    from app.services.smtp_check import SmtpTarget, run_smtp_check
+
+    password = read_password_stdin() if password_stdin else None
+    if password is not None and not username:
+        fail("--password-stdin needs --username; give the SMTP username too.")
+    target = SmtpTarget(
+        host=validation.hostname(host, "--host"),
+        port=validation.port(port, "--port"),
+        encryption=encryption.lower(),
+        timeout=timeout,
+        username=username,
+        password=password,
+        insecure=insecure,
+        cafile=cafile,
+    )
+    live = _print_stage_live(state)
+    report = asyncio.run(run_smtp_check(target, mail_from=mail_from, rcpt=rcpt, progress=live))
+    _finish_smtp(state, report, live is not None)
+
+
+@click.command("test")
+@click.argument("name")
+@click.option("--rcpt", help="Also send a real test message to this address.")
+@click.option("--mail-from", help="Envelope sender (default: at the server's Mail From domain).")
+@click.option(
+    "--cafile", type=click.Path(dir_okay=False, exists=True), help="Extra CA bundle to trust."
+)
+@json_option
+@pass_state
+def servers_test(
+    state: State, name: str, rcpt: str | None, mail_from: str | None, cafile: str | None
+) -> None:
+    """Test a stored delivery server and record the result on it (Test tab)."""
+    from dataclasses import replace
+
+    from app.services.secrets import open_vault
+    from app.services.servers import get_server
+    from app.services.smtp_check import record_result, run_smtp_check, target_for_server
+
+    with state.read() as session:
+        server = get_server(session, name)
+        cipher = None
+        if server.auth_enabled and server.password_encrypted is not None:
+            cipher = open_vault(session, create=False)
+        target = target_for_server(server, cipher)
+    if cafile:
+        target = replace(target, cafile=cafile)
+    live = _print_stage_live(state)
+    report = asyncio.run(run_smtp_check(target, mail_from=mail_from, rcpt=rcpt, progress=live))
+    with state.write() as session:
+        record_result(session, name, report)
+    _finish_smtp(state, report, live is not None)
+
+
+def _register() -> None:
+    from app.cli import servers
+
+    servers.add_command(servers_test)
+
+
+_register()
