@@ -1,0 +1,263 @@
+"""Smoke tests of the console window, offscreen, against a real SQLite database."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import qasync  # pytest-qt has imported PySide6 already, so qasync binds to it
+from PySide6.QtCore import QPoint, Qt, QTimer
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QApplication, QLabel, QMessageBox
+from pytestqt.qtbot import QtBot
+from sqlalchemy import text
+
+from app.models import DeliveryServer
+from app.models.database import Database, redact_url
+from app.views import app as console
+from app.views.main_window import PENDING, SECTIONS, MainWindow
+
+# The offscreen platform warns this for every top-level window whose size constraints change
+# (any layout update); real platforms implement it. Every other Qt warning still fails a test.
+pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
+
+WAIT_MS = 20_000  # opening migrates the database; generous for a loaded CI machine
+
+
+@pytest.fixture(scope="session")
+def session_qt_loop(qapp: QApplication) -> Iterator[asyncio.AbstractEventLoop]:
+    """One asyncio loop that runs inside Qt's own event processing, for the whole session.
+
+    ``already_running`` makes qasync treat Qt's loop as its own, so the executor results and
+    callbacks the window awaits are delivered while ``qtbot.waitUntil`` processes events.
+    It is stopped only at the end: stopping calls ``QApplication.exit()``, after which Qt
+    stops firing the timers qasync schedules with, for every later test in the process.
+    """
+    loop = qasync.QEventLoop(qapp, already_running=True)
+    asyncio._set_running_loop(None)  # marked running only during a GUI test: see qt_loop
+    yield loop
+    loop.stop()
+    loop.close()
+
+
+@pytest.fixture
+def qt_loop(session_qt_loop: asyncio.AbstractEventLoop) -> Iterator[asyncio.AbstractEventLoop]:
+    """The Qt loop as this thread's running loop, and no longer after the test, so that
+    pytest-asyncio's loops in other tests don't find another loop running."""
+    asyncio._set_running_loop(session_qt_loop)
+    yield session_qt_loop
+    asyncio._set_running_loop(None)
+
+
+@pytest.fixture
+def window(
+    qtbot: QtBot, qt_loop: asyncio.AbstractEventLoop, sqlite_url: str
+) -> Iterator[MainWindow]:
+    main_window = MainWindow(redact_url(sqlite_url))
+    qtbot.addWidget(main_window)
+    main_window.show()
+    yield main_window
+    # Background reads finish before their database is closed under them.
+    qtbot.waitUntil(lambda: not main_window.has_pending_work(), timeout=WAIT_MS)
+    if main_window.database is not None:
+        main_window.database.dispose()
+
+
+def open_database(qtbot: QtBot, window: MainWindow, url: str) -> Database | None:
+    opening = asyncio.ensure_future(window.open_database(url))
+    qtbot.waitUntil(opening.done, timeout=WAIT_MS)
+    return opening.result()
+
+
+def label(window: MainWindow, name: str) -> QLabel:
+    found = window.findChild(QLabel, name)
+    assert isinstance(found, QLabel), name
+    return found
+
+
+def click_section(qtbot: QtBot, window: MainWindow, row: int) -> None:
+    navigation = window.navigation
+    item_rect = navigation.visualItemRect(navigation.item(row))
+    qtbot.mouseClick(navigation.viewport(), Qt.MouseButton.LeftButton, pos=item_rect.center())
+
+
+def table_counts(url: str) -> dict[str, int]:
+    """Counted with plain SQL, independently of the window's query."""
+    database = Database(url)
+    try:
+        with database.session() as session:
+            return {
+                section.table: session.scalar(text(f"SELECT COUNT(*) FROM {section.table}")) or 0
+                for section in SECTIONS
+            }
+    finally:
+        database.dispose()
+
+
+def test_window_shows_database_and_version(
+    qtbot: QtBot, window: MainWindow, sqlite_url: str
+) -> None:
+    path = sqlite_url.removeprefix("sqlite:///")
+    assert path in label(window, "databaseLabel").text()
+    assert label(window, "versionLabel").text() == f"Postroom {console.__version__}"
+    # Before the database is open the window is already up and says so.
+    assert label(window, "connectionLabel").text() == "Connecting…"
+    assert label(window, "countLabel").text() == PENDING
+
+    assert open_database(qtbot, window, sqlite_url) is not None
+    assert label(window, "connectionLabel").text() == "Connected"
+    assert path in label(window, "databaseLabel").text()
+
+
+def test_each_section_shows_its_row_count(
+    qtbot: QtBot, window: MainWindow, sqlite_url: str
+) -> None:
+    seed = Database(sqlite_url)
+    with seed.transaction() as session:
+        session.add(DeliveryServer(name="relay-1", host="smtp.example.com"))
+    seed.dispose()
+    expected = table_counts(sqlite_url)
+    assert expected["delivery_servers"] == 1
+
+    assert open_database(qtbot, window, sqlite_url) is not None
+    title, count = label(window, "sectionTitle"), label(window, "countLabel")
+    qtbot.waitUntil(lambda: count.text() == "1", timeout=WAIT_MS)  # first section, at open
+
+    for row, section in reversed(list(enumerate(SECTIONS))):
+        click_section(qtbot, window, row)
+        want = (section.title, str(expected[section.table]))
+        qtbot.waitUntil(lambda want=want: (title.text(), count.text()) == want, timeout=WAIT_MS)
+    assert window.current_section is SECTIONS[0]
+    assert count.text() == "1"
+    assert label(window, "countCaption").text() == "row in delivery_servers"
+
+
+def test_closing_the_window_cancels_background_reads(
+    qtbot: QtBot, window: MainWindow, sqlite_url: str
+) -> None:
+    assert open_database(qtbot, window, sqlite_url) is not None
+    window.select_section("Audit Log")
+    assert window.has_pending_work()
+    window.close()  # a late result would otherwise land on deleted widgets
+    qtbot.waitUntil(lambda: not window.has_pending_work(), timeout=WAIT_MS)
+
+
+def test_unreachable_database_is_shown_not_raised(qtbot: QtBot, window: MainWindow) -> None:
+    url = "postgresql+psycopg://postroom:secret@127.0.0.1:1/nothing"
+    assert open_database(qtbot, window, url) is None
+    assert label(window, "connectionLabel").text() == "Not connected"
+    assert label(window, "countLabel").text() == "—"
+    assert "Could not open the database" in label(window, "countCaption").text()
+    assert "secret" not in label(window, "countCaption").text()
+
+
+def test_window_renders_to_png(
+    qtbot: QtBot, window: MainWindow, sqlite_url: str, tmp_path: Path
+) -> None:
+    open_database(qtbot, window, sqlite_url)
+    count = label(window, "countLabel")
+    qtbot.waitUntil(lambda: count.text() == "0", timeout=WAIT_MS)
+    target = tmp_path / "main-window.png"
+    assert window.grab().save(str(target))
+    assert target.stat().st_size > 0
+    image = QImage(str(target))
+    assert (image.width(), image.height()) == (window.width(), window.height())
+    # Something was drawn: the nav list and the page are not one flat colour.
+    colours = {image.pixel(QPoint(x, y)) for x in range(0, image.width(), 7) for y in (40, 90)}
+    assert len(colours) > 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the check is for Linux")
+def test_run_without_display_says_how_to_get_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
+    assert console.run("sqlite:///unused.sqlite3") != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [console.NO_DISPLAY_MESSAGE]
+    assert "xvfb-run -a" in err[0] and "QT_QPA_PLATFORM=offscreen" in err[0]
+
+
+def test_run_opens_the_console_and_closes_cleanly(
+    qapp: QApplication, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real entry point: its own qasync loop, the window, the database, a clean exit."""
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    monkeypatch.delenv("QT_API", raising=False)  # run() sets it; restored afterwards
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # run() installs its own
+    quit_on_last_window = qapp.quitOnLastWindowClosed()
+    seen: list[str] = []
+
+    def close_once_connected() -> None:
+        for widget in qapp.topLevelWidgets():
+            if isinstance(widget, MainWindow) and widget.isVisible() and widget.database:
+                seen.append(label(widget, "countLabel").text())
+                widget.close()
+
+    # run() blocks in Qt's loop until the window closes; this timer plays the user.
+    poll = QTimer()
+    poll.timeout.connect(close_once_connected)
+    poll.start(20)
+    try:
+        assert console.run(sqlite_url) == 0
+    finally:
+        poll.stop()
+        qapp.setQuitOnLastWindowClosed(quit_on_last_window)
+    assert seen and seen[0] in (PENDING, "0")
+    assert isinstance(sys.excepthook, console.ErrorReporter)
+
+
+@pytest.mark.parametrize(
+    ("env", "platform", "problem"),
+    [
+        ({}, "linux", True),
+        ({"DISPLAY": ":0"}, "linux", False),
+        ({"WAYLAND_DISPLAY": "wayland-0"}, "linux", False),
+        ({"QT_QPA_PLATFORM": "offscreen"}, "linux", False),
+        ({}, "darwin", False),
+        ({}, "win32", False),
+    ],
+)
+def test_display_problem(env: dict[str, str], platform: str, problem: bool) -> None:
+    assert (console.display_problem(env, platform) is not None) is problem
+
+
+def test_missing_qt_library_names_the_apt_package() -> None:
+    error = "libxcb-cursor.so.0: cannot open shared object file: No such file or directory"
+    hint = console.apt_install_hint(console._SONAME.findall(error))
+    assert hint.startswith("Qt cannot load libxcb-cursor.so.0:")
+    assert "apt-get install -y libxcb-cursor0`" in hint
+    assert "\n" not in hint
+
+
+def test_missing_xcb_library_is_named_before_qt_aborts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(console, "_loadable", lambda soname: soname != "libxcb-cursor.so.0")
+    hint = console.qt_library_problem({"DISPLAY": ":0"}, "linux")
+    assert hint is not None and "apt-get install -y libxcb-cursor0`" in hint
+    # Offscreen needs no X11 libraries at all.
+    assert console.qt_library_problem({"QT_QPA_PLATFORM": "offscreen"}, "linux") is None
+
+
+def test_unexpected_error_opens_one_copyable_report(
+    qtbot: QtBot, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reporter = console.ErrorReporter()
+    for _ in range(2):  # the second error is logged but opens no second dialog
+        try:
+            raise ValueError("boom")
+        except ValueError as exc:
+            reporter(type(exc), exc, exc.__traceback__)
+    dialog = reporter.dialog
+    assert isinstance(dialog, QMessageBox)
+    qtbot.waitUntil(dialog.isVisible)
+    assert "ValueError: boom" in dialog.text()
+    assert "Traceback" in dialog.detailedText()
+    assert capsys.readouterr().err.count("ValueError: boom") == 2
+    copy = next(b for b in dialog.buttons() if b.text() == "Copy and Close")
+    qtbot.mouseClick(copy, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: reporter.dialog is None)
+    assert "ValueError: boom" in QApplication.clipboard().text()
