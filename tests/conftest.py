@@ -11,10 +11,16 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keyring
 import pytest
 from sqlalchemy import create_engine, text
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from PySide6.QtWidgets import QApplication
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -132,3 +138,37 @@ def sqlite_database(sqlite_url: str) -> Iterator[object]:
     db = Database(sqlite_url)
     yield db
     db.dispose()
+
+
+# ---------------------------------------------------------------- Qt
+
+
+@pytest.fixture(scope="session")
+def session_qt_loop(qapp: QApplication) -> Iterator[asyncio.AbstractEventLoop]:
+    """One asyncio loop that runs inside Qt's own event processing, for the whole session.
+
+    ``already_running`` makes qasync treat Qt's loop as its own, so the executor results and
+    callbacks the window awaits are delivered while ``qtbot.waitUntil`` processes events.
+    It is stopped only at the end: stopping calls ``QApplication.exit()``, after which Qt
+    stops firing the timers qasync schedules with, for every later test in the process.
+    """
+    import asyncio
+
+    import qasync
+
+    loop = qasync.QEventLoop(qapp, already_running=True)
+    asyncio._set_running_loop(None)  # marked running only during a GUI test: see qt_loop
+    yield loop
+    loop.stop()
+    loop.close()
+
+
+@pytest.fixture
+def qt_loop(session_qt_loop: asyncio.AbstractEventLoop) -> Iterator[asyncio.AbstractEventLoop]:
+    """The Qt loop as this thread's running loop, and no longer after the test, so that
+    pytest-asyncio's loops in other tests don't find another loop running."""
+    import asyncio
+
+    asyncio._set_running_loop(session_qt_loop)
+    yield session_qt_loop
+    asyncio._set_running_loop(None)

@@ -267,4 +267,9 @@ def run(database_url: str | None = None) -> int:
     window.show()
     with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
         runner.run(_console_session(window, url))
+    # Destroy the window's C++ side now, while Qt is alive: left to the garbage collector
+    # at interpreter exit, after QApplication is gone, PySide aborts the process.
+    import shiboken6
+
+    shiboken6.delete(window)
     return 0

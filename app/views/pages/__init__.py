@@ -1,0 +1,22 @@
+"""The console's sections, in navigation order."""
+
+from __future__ import annotations
+
+from app.views.pages.audit import AuditPage
+from app.views.pages.base import Page
+from app.views.pages.dns_settings import DnsSettingsPage
+from app.views.pages.domains import DomainsPage
+from app.views.pages.groups import GroupsPage
+from app.views.pages.servers import ServersPage
+from app.views.pages.templates import TemplatesPage
+from app.views.pages.users import UsersPage
+
+PAGES: tuple[type[Page], ...] = (
+    ServersPage,
+    GroupsPage,
+    UsersPage,
+    DomainsPage,
+    TemplatesPage,
+    DnsSettingsPage,
+    AuditPage,
+)

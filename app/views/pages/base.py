@@ -1,0 +1,222 @@
+"""The shape every section page shares, and the list page most of them are.
+
+A ``Page`` is one entry of the navigation. ``ListPage`` adds a toolbar (New, Edit,
+Delete, Refresh, a filter box), a sortable table over a ``RowTableModel`` and a status
+line; subclasses say how rows are fetched and what New / Edit / Delete do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from PySide6.QtCore import QModelIndex, Qt
+from PySide6.QtGui import QFont, QKeySequence, QPalette, QShortcut, QShowEvent
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPushButton,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.views.context import AppContext
+from app.views.table_model import ROW_ROLE, Column, FilterProxy, Row, RowTableModel
+
+
+def scaled_font(base: QFont, factor: float, *, bold: bool = False) -> QFont:
+    font = QFont(base)
+    font.setPointSizeF(base.pointSizeF() * factor)
+    font.setBold(bold)
+    return font
+
+
+class Page(QWidget):
+    """A navigation section. ``entities`` are the change names that make it reload."""
+
+    title = ""
+    summary = ""
+    entities: tuple[str, ...] = ()
+
+    def __init__(self, context: AppContext, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.context = context
+        self.heading = QLabel(self.title)
+        self.heading.setObjectName("sectionTitle")
+        self.heading.setFont(scaled_font(self.font(), 1.5, bold=True))
+        self.blurb = QLabel(self.summary)
+        self.blurb.setWordWrap(True)
+        self.blurb.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        self.status = QLabel()
+        self.status.setObjectName("pageStatus")
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.body = QVBoxLayout(self)
+        self.body.setContentsMargins(20, 16, 20, 12)
+        self.body.addWidget(self.heading)
+        self.body.addWidget(self.blurb)
+        context.changed.connect(self._on_changed)
+        context.database_changed.connect(self.refresh)
+
+    def _on_changed(self, entity: str) -> None:
+        if entity in self.entities and self.isVisible():
+            self.refresh()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Reload from the database (no-op for pages without data)."""
+
+    def can_leave(self) -> bool:
+        """False keeps the user here (e.g. unsaved changes they chose to keep)."""
+        return True
+
+    def show_status(self, message: str, *, error: bool = False) -> None:
+        self.status.setText(message)
+        self.status.setStyleSheet("color: #c62828;" if error else "")
+
+
+class ListPage(Page):
+    columns: Sequence[Column] = ()
+    new_label = "New…"
+
+    def __init__(self, context: AppContext, parent: QWidget | None = None) -> None:
+        super().__init__(context, parent)
+        self.model = RowTableModel(self.columns, self)
+        self.proxy = FilterProxy(self)
+        self.proxy.setSourceModel(self.model)
+        self.table = QTableView()
+        self.table.setObjectName("table")
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.table.doubleClicked.connect(self._on_double_click)
+
+        self.new_button = QPushButton(self.new_label)
+        self.edit_button = QPushButton("Edit…")
+        self.delete_button = QPushButton("Delete")
+        self.refresh_button = QPushButton("Refresh")
+        self.filter = QLineEdit()
+        self.filter.setPlaceholderText("Filter")
+        self.filter.setClearButtonEnabled(True)
+        self.filter.setObjectName("filter")
+        self.filter.textChanged.connect(self.proxy.setFilterFixedString)
+        self.new_button.clicked.connect(self.new_item)
+        self.edit_button.clicked.connect(self._edit_selected)
+        self.delete_button.clicked.connect(self._delete_selected)
+        self.refresh_button.clicked.connect(self.refresh)
+
+        self.toolbar = QHBoxLayout()
+        for button in (self.new_button, self.edit_button, self.delete_button):
+            self.toolbar.addWidget(button)
+        self.toolbar.addStretch(1)
+        self.toolbar.addWidget(self.filter, 1)
+        self.toolbar.addWidget(self.refresh_button)
+        self.body.addLayout(self.toolbar)
+        self.body.addWidget(self.table, 1)
+        self.body.addWidget(self.status)
+        QShortcut(QKeySequence.StandardKey.Find, self, self.filter.setFocus)
+        QShortcut(QKeySequence.StandardKey.Refresh, self, self.refresh)
+        self._generation = 0  # a newer load supersedes an older one still running
+        self.table.selectionModel().selectionChanged.connect(self._update_buttons)
+        self._update_buttons()
+
+    # ------------------------------------------------------------------ loading
+
+    async def fetch(self) -> list[Row]:
+        raise NotImplementedError
+
+    def refresh(self) -> None:
+        if self.context.database is None:
+            return
+        self._generation += 1
+        generation = self._generation
+        self.show_status("Loading…")
+
+        async def load() -> None:
+            rows = await self.fetch()
+            if generation != self._generation:
+                return
+            self.model.set_rows(rows)
+            self.table.resizeColumnsToContents()
+            self.show_status(f"{len(rows)} {'item' if len(rows) == 1 else 'items'}")
+            self._update_buttons()
+
+        self.context.spawn(load(), on_error=lambda msg: self.show_status(msg, error=True))
+
+    # ------------------------------------------------------------------ selection
+
+    def selected_row(self) -> Row | None:
+        indexes = self.table.selectionModel().selectedRows()
+        if not indexes:
+            return None
+        row = indexes[0].data(ROW_ROLE)
+        return row if isinstance(row, dict) else None
+
+    def select_where(self, key: str, value: object) -> bool:
+        for source_row, row in enumerate(self.model.rows):
+            if row.get(key) == value:
+                index = self.proxy.mapFromSource(self.model.index(source_row, 0))
+                self.table.selectRow(index.row())
+                return True
+        return False
+
+    def _update_buttons(self) -> None:
+        has = self.selected_row() is not None
+        self.edit_button.setEnabled(has)
+        self.delete_button.setEnabled(has)
+
+    def _on_double_click(self, index: QModelIndex) -> None:
+        row = index.data(ROW_ROLE)
+        if isinstance(row, dict):
+            self.edit_item(row)
+
+    def _edit_selected(self) -> None:
+        row = self.selected_row()
+        if row is not None:
+            self.edit_item(row)
+
+    def _delete_selected(self) -> None:
+        row = self.selected_row()
+        if row is None:
+            return
+        if self.confirm_delete(row):
+            self.context.spawn(
+                self.delete_item(row), on_error=lambda msg: self.show_status(msg, error=True)
+            )
+
+    # ------------------------------------------------------------------ actions
+
+    def new_item(self) -> None:
+        raise NotImplementedError
+
+    def edit_item(self, row: Row) -> None:
+        raise NotImplementedError
+
+    async def delete_item(self, row: Row) -> None:
+        raise NotImplementedError
+
+    def describe(self, row: Row) -> str:
+        return str(row.get("name", ""))
+
+    def confirm_delete(self, row: Row) -> bool:
+        answer = QMessageBox.question(
+            self,
+            f"Delete {self.describe(row)}?",
+            f"Delete {self.describe(row)}? This cannot be undone.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        return answer == QMessageBox.StandardButton.Yes
