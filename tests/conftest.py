@@ -164,7 +164,9 @@ def session_qt_loop(qapp: QApplication) -> Iterator[asyncio.AbstractEventLoop]:
 
 
 @pytest.fixture
-def qt_loop(session_qt_loop: asyncio.AbstractEventLoop) -> Iterator[asyncio.AbstractEventLoop]:
+def qt_loop(
+    session_qt_loop: asyncio.AbstractEventLoop, loop_watchdog: object
+) -> Iterator[asyncio.AbstractEventLoop]:
     """The Qt loop as this thread's running loop, and no longer after the test, so that
     pytest-asyncio's loops in other tests don't find another loop running."""
     import asyncio
@@ -172,3 +174,66 @@ def qt_loop(session_qt_loop: asyncio.AbstractEventLoop) -> Iterator[asyncio.Abst
     asyncio._set_running_loop(session_qt_loop)
     yield session_qt_loop
     asyncio._set_running_loop(None)
+
+
+# The console must never stall its event loop. Every event Qt dispatches in the GUI tests
+# goes through this application's notify(); a top-level dispatch (a click, a timer that
+# runs an asyncio callback, a finished executor job) taking longer than this fails the test
+# that caused it. Nested dispatch is timed as part of its outermost event.
+LOOP_STALL_LIMIT_S = 0.100
+
+
+def _watched_application_class() -> type:
+    import time
+
+    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtWidgets import QApplication
+
+    class WatchedApplication(QApplication):
+        def __init__(self, *args: object) -> None:
+            super().__init__(*args)
+            self.stalls: list[tuple[float, str]] = []
+            self.watching = False
+            self._depth = 0
+
+        def notify(self, receiver: QObject, event: QEvent) -> bool:
+            if not self.watching or self._depth:
+                self._depth += 1
+                try:
+                    return super().notify(receiver, event)
+                finally:
+                    self._depth -= 1
+            self._depth += 1
+            started = time.perf_counter()
+            try:
+                return super().notify(receiver, event)
+            finally:
+                self._depth -= 1
+                elapsed = time.perf_counter() - started
+                if elapsed > LOOP_STALL_LIMIT_S:
+                    what = f"{type(receiver).__name__} {event.type().name}"
+                    self.stalls.append((elapsed, what))
+
+    return WatchedApplication
+
+
+@pytest.fixture(scope="session")
+def qapp_cls() -> type:
+    """pytest-qt builds the session's QApplication from this class."""
+    return _watched_application_class()
+
+
+@pytest.fixture
+def loop_watchdog(qapp: QApplication) -> Iterator[object]:
+    """Fails the test if any event dispatch stalled the GUI loop over LOOP_STALL_LIMIT_S."""
+    qapp.stalls.clear()  # type: ignore[attr-defined]
+    qapp.watching = True  # type: ignore[attr-defined]
+    yield qapp
+    qapp.watching = False  # type: ignore[attr-defined]
+    stalls = list(qapp.stalls)  # type: ignore[attr-defined]
+    if stalls:
+        worst = max(stalls)
+        pytest.fail(
+            f"the event loop stalled {len(stalls)} time(s), worst {worst[0] * 1000:.0f} ms "
+            f"in {worst[1]} (limit {LOOP_STALL_LIMIT_S * 1000:.0f} ms)"
+        )

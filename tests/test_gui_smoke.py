@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QPoint, Qt, QTimer
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QApplication, QLabel, QMessageBox
+from PySide6.QtWidgets import QApplication, QLabel, QMessageBox, QPushButton
 from pytestqt.qtbot import QtBot
 
 from app.models.database import Database, redact_url
@@ -220,3 +220,18 @@ def test_unexpected_error_opens_one_copyable_report(
     qtbot.mouseClick(copy, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: reporter.dialog is None)
     assert "ValueError: boom" in QApplication.clipboard().text()
+
+
+def test_the_loop_watchdog_sees_a_blocking_handler(
+    qtbot: QtBot, qt_loop: asyncio.AbstractEventLoop, qapp: QApplication
+) -> None:
+    """The stall detector every GUI test relies on really fires (then is reset)."""
+    import time
+
+    button = QPushButton("block")
+    qtbot.addWidget(button)
+    button.clicked.connect(lambda: time.sleep(0.15))
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    stalls = list(qapp.stalls)  # type: ignore[attr-defined]
+    assert stalls and stalls[0][0] >= 0.15
+    qapp.stalls.clear()  # type: ignore[attr-defined]
