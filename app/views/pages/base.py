@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import shiboken6
 from PySide6.QtCore import QModelIndex, Qt
 from PySide6.QtGui import QFont, QKeySequence, QPalette, QShortcut, QShowEvent
 from PySide6.QtWidgets import (
@@ -147,10 +148,13 @@ class ListPage(Page):
 
         async def load() -> None:
             rows = await self.fetch()
-            if generation != self._generation:
+            # A newer load superseded this one, or the page was closed meanwhile.
+            if generation != self._generation or not shiboken6.isValid(self):
                 return
             self.model.set_rows(rows)
             self.table.resizeColumnsToContents()
+            # Resizing to contents undoes the stretch of the last column; restore it.
+            self.table.horizontalHeader().setStretchLastSection(True)
             self.show_status(f"{len(rows)} {'item' if len(rows) == 1 else 'items'}")
             self._update_buttons()
 
