@@ -158,3 +158,149 @@ def _register() -> None:
 
 
 _register()
+
+
+# ---------------------------------------------------------------- DNS
+
+
+def parse_nameserver(value: str | None) -> tuple[str, int] | None:
+    """``ADDR``, ``ADDR:PORT`` or ``[IPv6]:PORT`` -> (address, port); port 53 by default."""
+    import ipaddress
+
+    if not value:
+        return None
+    text = value.strip()
+    host, port = text, "53"
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":") or "53"
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    try:
+        address = str(ipaddress.ip_address(host))
+    except ValueError:
+        fail(f"--nameserver {value!r} must be an IP address, optionally with :PORT.")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        fail(f"--nameserver {value!r} has an invalid port; use 1-65535.")
+    return address, int(port)
+
+
+def _dns_human(data: dict[str, Any]) -> str:
+    lines = [f"{data['domain']}: {data['status']}"]
+    if "domain_status" in data:
+        lines[0] += f" (domain is {data['domain_status']})"
+    for record in data["records"]:
+        mark = "ok  " if record["ok"] else "FAIL"
+        found = ", ".join(record["found"]) or "nothing"
+        lines.append(f"{mark} {record['type']:<5} {record['host']}")
+        if not record["ok"]:
+            lines.append(f"       expected {record['expected']}, found {found}")
+            lines.append(f"       {record['problem']}: {record['detail']}")
+    for warning in data["warnings"]:
+        lines.append(f"note {warning['check']} {warning['host']}: {warning['detail']}")
+    return "\n".join(lines)
+
+
+def _domain_status(state: State, domain: str, kind: str) -> str | None:
+    from app.services.errors import NotFoundError
+    from app.services.sender_domains import get_sender_domain
+
+    with state.read() as session:
+        try:
+            return get_sender_domain(session, domain, kind).status.value
+        except NotFoundError:
+            return None
+
+
+@click.command("verify")
+@click.argument("domain", required=False)
+@click.option("--all", "verify_all", is_flag=True, help="Verify every sender domain.")
+@click.option(
+    "--kind", type=click.Choice(["campaign", "gateway"]), default="campaign", show_default=True
+)
+@click.option(
+    "--nameserver", metavar="ADDR[:PORT]", help="Ask this server instead of the authoritative ones."
+)
+@click.option("--concurrency", type=click.IntRange(1, 500), default=50, show_default=True)
+@json_option
+@pass_state
+def domains_verify(
+    state: State,
+    domain: str | None,
+    verify_all: bool,
+    kind: str,
+    nameserver: str | None,
+    concurrency: int,
+) -> None:
+    """Check a domain's published records; all passing moves it to enabled."""
+    from app.services import dns_verify
+    from app.services.sender_domains import list_sender_domains
+
+    if bool(domain) == verify_all:
+        fail("give either a DOMAIN or --all.")
+    server = parse_nameserver(nameserver)
+    db = state.db()
+    if domain:
+        report = asyncio.run(dns_verify.verify_sender_domain(db, domain, kind, nameserver=server))
+        data = report.as_dict()
+        data["domain_status"] = _domain_status(state, domain, kind)
+        emit(state, data, _dns_human)
+        sys.exit(0 if report.status == "ok" else 1)
+    with state.read() as session:
+        names = [d.domain for d in list_sender_domains(session, kind=kind)]
+
+    def progress(done: int, total: int, report: Any) -> None:
+        if not state.json:
+            click.echo(f"[{done}/{total}] {report.domain}: {report.status}", err=True)
+
+    reports = asyncio.run(
+        dns_verify.verify_many(
+            db, names, kind=kind, concurrency=concurrency, progress=progress, nameserver=server
+        )
+    )
+    rows = [r.as_dict() for r in reports]
+    passed = sum(1 for r in reports if r.status == "ok")
+    emit(
+        state,
+        rows,
+        lambda _rows: f"{passed} of {len(reports)} domain(s) passed.",
+    )
+    sys.exit(0 if passed == len(reports) else 1)
+
+
+@main.command("dns-check")
+@click.argument("domain")
+@click.option("--template", "template_name", required=True, help="DNS template to check against.")
+@click.option(
+    "--kind", type=click.Choice(["campaign", "gateway"]), default="campaign", show_default=True
+)
+@click.option(
+    "--nameserver", metavar="ADDR[:PORT]", help="Ask this server instead of the authoritative ones."
+)
+@json_option
+@pass_state
+def dns_check(
+    state: State, domain: str, template_name: str, kind: str, nameserver: str | None
+) -> None:
+    """Check DOMAIN against a template's records without storing anything."""
+    from app.services import dns_verify
+
+    server = parse_nameserver(nameserver)
+    with state.read() as session:
+        rendered, settings = dns_verify.render_template_for_check(
+            session, domain, template_name, kind
+        )
+    report = asyncio.run(
+        dns_verify.check_template_adhoc(domain, rendered, nameserver=server, settings=settings)
+    )
+    emit(state, report.as_dict(), _dns_human)
+    sys.exit(0 if report.status == "ok" else 1)
+
+
+def _register_domains() -> None:
+    from app.cli_domains import domains
+
+    domains.add_command(domains_verify)
+
+
+_register_domains()
