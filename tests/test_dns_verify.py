@@ -48,7 +48,7 @@ from app.models import (
     UserGroup,
 )
 from app.models.database import Database
-from app.services import dns_verify, sender_domains
+from app.services import dns_verify, dns_wire, sender_domains
 from app.services.dns_settings import EffectiveDnsSettings, update_settings
 from app.services.dns_templates import RenderedRecord, render_records
 from app.services.dns_verify import (
@@ -371,13 +371,13 @@ async def test_truncated_answer_is_retried_over_tcp(
     ns: tuple[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     over_tcp: list[int] = []
-    real_tcp = dns_verify._Transport._tcp
+    real_tcp = dns_wire.Transport._tcp
 
     async def counting_tcp(wire: bytes, address: str, port: int, timeout: float) -> object:
         over_tcp.append(port)
         return await real_tcp(wire, address, port, timeout)
 
-    monkeypatch.setattr(dns_verify._Transport, "_tcp", staticmethod(counting_tcp))
+    monkeypatch.setattr(dns_wire.Transport, "_tcp", staticmethod(counting_tcp))
     record = ExpectedRecord(d("big"), "TXT", "postroom-big=yes")
     report = await verify_records(d("big"), [record], nameserver=ns)
     assert over_tcp == [ns[1]]
@@ -543,10 +543,10 @@ def _reference_value(rdata: dns.rdata.Rdata) -> str:
     if rdata.rdtype == dns.rdatatype.TXT:
         return b"".join(rdata.strings).decode("utf-8", "replace")
     if rdata.rdtype == dns.rdatatype.CNAME:
-        return dns_verify._norm(rdata.target)
+        return dns_wire.norm(rdata.target)
     if rdata.rdtype == dns.rdatatype.MX:
-        return f"{rdata.preference} {dns_verify._norm(rdata.exchange)}"
-    return dns_verify._ip_key(rdata.address)
+        return f"{rdata.preference} {dns_wire.norm(rdata.exchange)}"
+    return dns_wire.ip_key(rdata.address)
 
 
 @st.composite
@@ -591,22 +591,20 @@ def _responses(draw: st.DrawFn) -> dns.message.Message:
 def test_wire_reader_agrees_with_dnspython(message: dns.message.Message) -> None:
     wire = message.to_wire()  # with name compression, as servers send
     reference = dns.message.from_wire(wire)
-    read = dns_verify._read_response(wire)
+    read = dns_wire.read_response(wire)
     assert read.query_id == reference.id and read.rcode == reference.rcode()
     question = reference.question[0]
-    sent = dns_verify._Question.make(
-        question.name.to_text(), dns.rdatatype.to_text(question.rdtype)
-    )
+    sent = dns_wire.Question.make(question.name.to_text(), dns.rdatatype.to_text(question.rdtype))
     assert read.question == sent.section.lower()
     expected = sorted(
-        (dns_verify._name_key(tuple(rrset.name.labels[:-1])), rrset.rdtype, _reference_value(rdata))
+        (dns_wire.name_key(tuple(rrset.name.labels[:-1])), rrset.rdtype, _reference_value(rdata))
         for rrset in reference.answer
         for rdata in rrset
     )
     assert sorted((r.owner, r.rdtype, r.value) for r in read.answer) == expected
     if not reference.answer:
         soa = [r for r in reference.authority if r.rdtype == dns.rdatatype.SOA]
-        assert read.soa_owner == (dns_verify._norm(soa[0].name) if soa else None)
+        assert read.soa_owner == (dns_wire.norm(soa[0].name) if soa else None)
         assert read.has_ns == any(r.rdtype == dns.rdatatype.NS for r in reference.authority)
 
 
@@ -618,14 +616,14 @@ def test_wire_reader_refuses_damage_cleanly(
     for position, value in damage:
         wire[position % len(wire)] = value
     # Refused as unreadable is the only failure allowed.
-    with contextlib.suppress(dns_verify._WireError):
-        dns_verify._read_response(bytes(wire))
+    with contextlib.suppress(dns_wire.WireError):
+        dns_wire.read_response(bytes(wire))
 
 
 @given(st.binary(max_size=600))
 def test_wire_reader_on_arbitrary_bytes(data: bytes) -> None:
-    with contextlib.suppress(dns_verify._WireError):
-        dns_verify._read_response(data)
+    with contextlib.suppress(dns_wire.WireError):
+        dns_wire.read_response(data)
 
 
 # ---------------------------------------------------------------- stored domains

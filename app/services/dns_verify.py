@@ -10,7 +10,8 @@ Decisions:
 * ``nameserver=(address, port)`` sends every question to that one server instead: for tests
   and split-horizon setups where the console must see an internal view.
 * All questions of one run share one UDP socket per address family, matched to answers by
-  server, port, query ID and question, plus a per-run answer cache. A bulk check of a
+  server, port, query ID and question (app.services.dns_wire: the wire format and that
+  transport), plus a per-run answer cache. A bulk check of a
   thousand domains is then bound by the server, not by creating sockets and resolvers.
 * A report's ``status`` is the outcome of the check: ``ok`` (every record found as
   expected), ``failed`` (at least one record is definitely wrong) or ``error`` (an answer
@@ -32,22 +33,15 @@ import base64
 import binascii
 import contextlib
 import functools
-import ipaddress
 import json
 import logging
 import re
-import secrets
-import socket
-import struct
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal, Protocol
 
-import dns.asyncquery
 import dns.asyncresolver
 import dns.exception
-import dns.message
-import dns.name
 import dns.nameserver
 import dns.rcode
 import dns.rdata
@@ -73,6 +67,19 @@ from app.services.dns_templates import (
     random_label,
     render_records,
 )
+from app.services.dns_wire import (
+    MAX_CNAME_HOPS,
+    Answer,
+    LookupFailed,
+    Question,
+    Server,
+    Transport,
+    WireError,
+    ip_key,
+    merge,
+    norm,
+    parse,
+)
 from app.services.errors import NotFoundError, PostroomError, ValidationError
 from app.services.sender_domains import ENTITY, get_sender_domain
 
@@ -94,7 +101,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Server = tuple[str, int]
 Problem = Literal[
     "missing",
     "mismatch",
@@ -110,9 +116,7 @@ ProgressCallback = Callable[[int, int, "DomainReport"], None]
 MAX_SPF_LOOKUPS = 10  # RFC 7208 4.6.4
 _MAX_SPF_DEPTH = 10  # includes nested deeper than this are not followed
 _MAX_SPF_FETCHES = 40  # SPF records fetched per checked record, whatever the nesting
-_MAX_CNAME_HOPS = 8
 _MIN_RSA_BITS = 1024  # RFC 8301: verifiers must not accept shorter keys
-_EDNS_PAYLOAD = 1232  # the DNS flag day 2020 size: fits any path without fragmentation
 _WRITE_BATCH = 100  # domains stored per write transaction during a bulk check
 _QUERY_CHUNK = 500  # names per IN (...) list, well below every backend's parameter limit
 _PROBE_TYPES = ("CNAME", "A", "AAAA", "TXT", "MX")
@@ -241,39 +245,20 @@ class DomainReport:
 # ---------------------------------------------------------------- names and values
 
 
-def _norm(name: str | dns.name.Name) -> str:
-    """A name as compared: lower case, no trailing dot (DNS names are case-insensitive)."""
-    text = name.to_text(omit_final_dot=True) if isinstance(name, dns.name.Name) else name
-    return text.strip().rstrip(".").lower()
-
-
 def _under(name: str, zone: str) -> bool:
     return name == zone or name.endswith("." + zone)
-
-
-@functools.lru_cache(maxsize=4096)
-def _ip_key(address: str) -> str:
-    """One spelling per address, so a reply's source matches what the query was sent to.
-
-    Cached: every datagram's source goes through here, and a run sees few addresses.
-    """
-    bare = address.split("%", 1)[0]
-    try:
-        return ipaddress.ip_address(bare).compressed
-    except ValueError:
-        return bare
 
 
 def _expected_text(rtype: str, value: str) -> str:
     """The expected value spelled as the wire reader spells what is found."""
     text = value.strip()
     if rtype == "CNAME":
-        return _norm(text)
+        return norm(text)
     if rtype in ("A", "AAAA"):
-        return _ip_key(text)
+        return ip_key(text)
     if rtype == "MX":
         preference, _, exchange = text.partition(" ")
-        return f"{preference.strip()} {_norm(exchange)}" if preference.isdigit() else text
+        return f"{preference.strip()} {norm(exchange)}" if preference.isdigit() else text
     if rtype == "TXT" and text.startswith('"') and text.endswith('"') and len(text) > 1:
         # A value pasted in zone-file form ("part one" "part two") means the joined text.
         with contextlib.suppress(dns.exception.DNSException, UnicodeError):
@@ -297,413 +282,7 @@ def _relative(host: str, zone: str) -> str:
     return "@" if host == zone else host[: -len(zone) - 1]
 
 
-# ---------------------------------------------------------------- wire format
-#
-# Queries and answers are encoded here rather than through dns.message: a bulk check
-# sends thousands of small questions, and building and parsing full Message objects cost
-# several times the server's own work. Only what a verdict needs is read: the header, the
-# question (to match the answer to what was asked), the answer records of the types a
-# template can hold, and the authority section's SOA owner and NS presence. Names still
-# go through dns.name for validation and text form. tests/test_dns_verify.py checks this
-# reader against dns.message on generated messages.
-
-_RD, _QR, _AA, _TC = 0x0100, 0x8000, 0x0400, 0x0200
-_TYPE_CODES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "MX": 15, "TXT": 16, "AAAA": 28}
-_CLASS_IN = 1
-_HEADER = struct.Struct("!HHHHHH")
-_RR_FIXED = struct.Struct("!HHIH")
-# OPT pseudo-record: root owner, type 41, UDP payload size, no extended flags, no options.
-_EDNS_OPT = b"\x00" + _RR_FIXED.pack(41, _EDNS_PAYLOAD, 0, 0)
-# Names of letters, digits, hyphens and underscores in non-empty labels: no escaping needed.
-_PLAIN_NAME = re.compile(rb"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
-
-
-class _WireError(ValueError):
-    """A message that can't be read: ignored like any stray packet."""
-
-
-@dataclass(frozen=True)
-class _Question:
-    name: str  # normalised text
-    rdtype: str
-    section: bytes  # the question as sent: name, type, class
-    key: bytes  # the name in lower-case wire form, as owners are compared
-
-    @classmethod
-    def make(cls, name: str, rdtype: str) -> _Question:
-        text = _norm(name)
-        encoded = text.encode("ascii", "replace")
-        labels = encoded.split(b".")
-        if _PLAIN_NAME.fullmatch(encoded) and max(map(len, labels)) <= 63:
-            # The common case, encoded directly: dns.name's parser costs more than the rest.
-            wire = b"".join(bytes((len(label),)) + label for label in labels) + b"\x00"
-            if len(wire) > 255:
-                raise dns.name.NameTooLong
-        else:
-            qname = dns.name.from_text(name)  # escapes, IDNA, and the length checks
-            qwire = qname.to_wire()
-            assert qwire is not None
-            wire, text = qwire, _norm(qname)
-        section = wire + struct.pack("!HH", _TYPE_CODES[rdtype], _CLASS_IN)
-        return cls(text, rdtype, section, wire.lower())
-
-    def query(self, query_id: int, *, edns: bool = True) -> bytes:
-        header = _HEADER.pack(query_id, _RD, 1, 0, 0, 1 if edns else 0)
-        return header + self.section + (_EDNS_OPT if edns else b"")
-
-
-@dataclass(frozen=True)
-class _Record:
-    owner: bytes  # lower-case wire form
-    rdtype: int
-    value: str | None  # text of A, AAAA, CNAME, MX and TXT data
-    target: bytes | None = None  # a CNAME's target, lower-case wire form
-
-
-@dataclass(frozen=True)
-class _Response:
-    query_id: int
-    flags: int
-    question: bytes  # lower-cased, to compare with _Question.section
-    answer: tuple[_Record, ...]
-    soa_owner: str | None
-    has_ns: bool
-
-    @property
-    def rcode(self) -> int:
-        return self.flags & 0x000F
-
-
-def _read_name(data: bytes, offset: int) -> tuple[tuple[bytes, ...], int]:
-    """The labels of the name at ``offset`` and the offset just past it in line."""
-    labels: list[bytes] = []
-    resume: int | None = None
-    size = 1
-    while True:
-        if offset >= len(data):
-            raise _WireError("name runs past the message")
-        length = data[offset]
-        if length >= 0xC0:
-            if offset + 1 >= len(data):
-                raise _WireError("cut compression pointer")
-            pointer = ((length & 0x3F) << 8) | data[offset + 1]
-            # Pointers must go backwards (RFC 1035 4.1.4), which also rules out loops.
-            if pointer >= offset:
-                raise _WireError("forward compression pointer")
-            if resume is None:
-                resume = offset + 2
-            offset = pointer
-            continue
-        if length > 63:
-            raise _WireError("unknown label type")
-        offset += 1
-        if length == 0:
-            return tuple(labels), resume if resume is not None else offset
-        label = data[offset : offset + length]
-        size += length + 1
-        if len(label) != length or size > 255:
-            raise _WireError("label runs past the message or name too long")
-        labels.append(label)
-        offset += length
-
-
-def _name_key(labels: tuple[bytes, ...]) -> bytes:
-    return b"".join(bytes((len(label),)) + label for label in labels).lower() + b"\x00"
-
-
-def _name_text(labels: tuple[bytes, ...]) -> str:
-    joined = b".".join(labels)
-    if _PLAIN_NAME.fullmatch(joined):
-        return joined.decode("ascii").lower()  # the common case, without dns.name's escaping
-    try:
-        return _norm(dns.name.Name((*labels, b"")))
-    except dns.exception.DNSException as exc:
-        raise _WireError(str(exc)) from None
-
-
-def _read_record(data: bytes, offset: int) -> tuple[_Record, int]:
-    owner, offset = _read_name(data, offset)
-    if offset + _RR_FIXED.size > len(data):
-        raise _WireError("record header runs past the message")
-    rdtype, rdclass, _ttl, length = _RR_FIXED.unpack_from(data, offset)
-    start = offset + _RR_FIXED.size
-    end = start + length
-    if end > len(data):
-        raise _WireError("record data runs past the message")
-    value: str | None = None
-    target: bytes | None = None
-    if rdclass == _CLASS_IN:
-        rdata = data[start:end]
-        if rdtype == 1 and length == 4:
-            value = str(ipaddress.IPv4Address(rdata))
-        elif rdtype == 28 and length == 16:
-            value = ipaddress.IPv6Address(rdata).compressed
-        elif rdtype in (5, 15):
-            at = start + 2 if rdtype == 15 else start
-            labels, name_end = _read_name(data, at)
-            if name_end != end:
-                raise _WireError("name does not fill the record data")
-            value = _name_text(labels)
-            if rdtype == 5:
-                target = _name_key(labels)
-            else:
-                value = f"{int.from_bytes(data[start : start + 2], 'big')} {value}"
-        elif rdtype == 16:
-            strings: list[bytes] = []
-            at = start
-            while at < end:
-                string_end = at + 1 + data[at]
-                if string_end > end:
-                    raise _WireError("TXT string runs past the record")
-                strings.append(data[at + 1 : string_end])
-                at = string_end
-            # One TXT record may be split into <=255-byte strings: receivers join them.
-            value = b"".join(strings).decode("utf-8", "replace")
-    return _Record(_name_key(owner), rdtype, value, target), end
-
-
-def _read_response(data: bytes) -> _Response:
-    if len(data) < _HEADER.size:
-        raise _WireError("shorter than a DNS header")
-    query_id, flags, questions, answers, authorities, _additional = _HEADER.unpack_from(data)
-    if not flags & _QR:
-        raise _WireError("not a response")
-    offset = _HEADER.size
-    start = offset
-    for _ in range(questions):
-        _labels, offset = _read_name(data, offset)
-        offset += 4
-    question = data[start:offset].lower()
-    if offset > len(data):
-        raise _WireError("question runs past the message")
-    if flags & _TC:
-        # Truncated: the sections may be cut anywhere, and TCP will bring the whole answer.
-        return _Response(query_id, flags, question, (), None, False)
-    answer: list[_Record] = []
-    for _ in range(answers):
-        record, offset = _read_record(data, offset)
-        answer.append(record)
-    soa_owner: str | None = None
-    has_ns = False
-    # The authority section matters only without answers (the zone apex of a negative
-    # answer, or a referral); skipping it otherwise saves most of the parsing.
-    for _ in range(0 if answer else authorities):
-        owner, after = _read_name(data, offset)
-        if after + _RR_FIXED.size > len(data):
-            raise _WireError("record header runs past the message")
-        rdtype, _rdclass, _ttl, length = _RR_FIXED.unpack_from(data, after)
-        offset = after + _RR_FIXED.size + length
-        if rdtype == 6 and soa_owner is None:
-            soa_owner = _name_text(owner)
-        has_ns = has_ns or rdtype == 2
-    if offset > len(data):
-        raise _WireError("authority section runs past the message")
-    # The additional section (glue, OPT) changes no verdict and is not read.
-    return _Response(query_id, flags, question, tuple(answer), soa_owner, has_ns)
-
-
-# ---------------------------------------------------------------- transport
-
-
-class _LookupFailed(Exception):
-    """No server could be found or reached; the message says which and why."""
-
-
-_Pending = tuple[_Question, "asyncio.Future[_Response]"]
-
-
-class _DatagramMux(asyncio.DatagramProtocol):
-    """One UDP socket for many concurrent questions, answers matched to their futures."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.DatagramTransport | None = None
-        self.pending: dict[tuple[str, int, int], _Pending] = {}
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # The selector loop's datagram transport does not subclass DatagramTransport.
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        if len(data) < _HEADER.size:
-            return
-        key = (_ip_key(str(addr[0])), int(addr[1]), int.from_bytes(data[:2], "big"))
-        entry = self.pending.get(key)
-        if entry is None:
-            return  # a late answer to a question given up on, or a stray packet
-        question, future = entry
-        if future.done():
-            return
-        try:
-            response = _read_response(data)
-        except _WireError:
-            return  # unreadable: keep waiting, the resend or the timeout decides
-        # Server, port and ID are not enough: the question must match too, so an off-path
-        # spoofer must also know which of the questions in flight an ID carries.
-        if response.question == question.section.lower():
-            future.set_result(response)
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP errors on an unconnected socket can't be tied to one question; its timeout
-        # moves on to the next server.
-        logger.debug("DNS UDP socket error: %s", exc)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        for _question, future in self.pending.values():
-            if not future.done():
-                future.set_exception(ConnectionError("the DNS socket was closed"))
-
-
-class _Transport:
-    """Sends questions over the shared sockets, resending on loss, using TCP when truncated."""
-
-    def __init__(self) -> None:
-        self._muxes: dict[int, _DatagramMux] = {}
-        self._opening = asyncio.Lock()
-
-    async def _mux(self, family: int) -> _DatagramMux:
-        mux = self._muxes.get(family)
-        if mux is not None:
-            return mux
-        async with self._opening:
-            mux = self._muxes.get(family)
-            if mux is None:
-                local = ("::", 0) if family == socket.AF_INET6 else ("0.0.0.0", 0)
-                loop = asyncio.get_running_loop()
-                transport, mux = await loop.create_datagram_endpoint(
-                    _DatagramMux, local_addr=local, family=family
-                )
-                sock = transport.get_extra_info("socket")
-                if sock is not None:
-                    # A bulk check's answers arrive in bursts faster than one loop pass reads.
-                    with contextlib.suppress(OSError):
-                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-                self._muxes[family] = mux
-            return mux
-
-    async def exchange(
-        self, question: _Question, server: Server, timeout: float, *, edns: bool = True
-    ) -> _Response:
-        address, port = _ip_key(server[0]), server[1]
-        mux = await self._mux(socket.AF_INET6 if ":" in address else socket.AF_INET)
-        transport = mux.transport
-        assert transport is not None
-        # IDs from a CSPRNG: with one shared source port, the ID is what a spoofer must guess.
-        query_id = int.from_bytes(secrets.token_bytes(2), "big")
-        while (address, port, query_id) in mux.pending:
-            query_id = int.from_bytes(secrets.token_bytes(2), "big")
-        key = (address, port, query_id)
-        wire = question.query(query_id, edns=edns)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[_Response] = loop.create_future()
-        mux.pending[key] = (question, future)
-        # Resend after a fifth, then two fifths of the budget: a lost datagram costs a
-        # short wait instead of the whole timeout. A timer, not a waiting task, per send.
-        shares = (0.2, 0.4, 0.4)
-        timer: list[asyncio.TimerHandle] = []
-
-        def send(attempt: int) -> None:
-            if future.done():
-                return
-            if attempt == len(shares):
-                future.set_exception(
-                    TimeoutError(f"no answer from {address} port {port} in {timeout:g} s")
-                )
-                return
-            transport.sendto(wire, (address, port))
-            timer[:] = [loop.call_later(timeout * shares[attempt], send, attempt + 1)]
-
-        send(0)
-        try:
-            response = await future
-        finally:
-            for handle in timer:
-                handle.cancel()
-            mux.pending.pop(key, None)
-        if response.flags & _TC:
-            response = await self._tcp(wire, address, port, timeout)
-        return response
-
-    @staticmethod
-    async def _tcp(wire: bytes, address: str, port: int, timeout: float) -> _Response:
-        query = dns.message.from_wire(wire)
-        reply = await dns.asyncquery.tcp(query, address, timeout=timeout, port=port)
-        return _read_response(reply.to_wire())
-
-    def close(self) -> None:
-        for mux in self._muxes.values():
-            if mux.transport is not None:
-                mux.transport.close()
-        self._muxes.clear()
-
-
 # ---------------------------------------------------------------- lookups
-
-
-@dataclass(frozen=True)
-class _Answer:
-    """What the DNS said about one name and type, CNAMEs followed where asked."""
-
-    name: str
-    rcode: int
-    values: tuple[str, ...] = ()
-    chain: tuple[str, ...] = ()  # CNAME targets followed from ``name``, in order
-    complete: bool = True  # False: the chain ends at a target this answer says nothing about
-    zone: str | None = None  # apex of the zone, from the SOA of a negative answer
-    error: str | None = None
-    referral: bool = False
-
-    @property
-    def nxdomain(self) -> bool:
-        return self.rcode == dns.rcode.NXDOMAIN
-
-
-def _parse(response: _Response, question: _Question) -> _Answer:
-    rcode = response.rcode
-    if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-        text = dns.rcode.to_text(dns.rcode.Rcode(rcode))
-        return _Answer(question.name, rcode, error=f"the server answered {text}")
-    wanted = _TYPE_CODES[question.rdtype]
-    current = question.key
-    chain: list[str] = []
-    values: tuple[str, ...] = ()
-    for _ in range(_MAX_CNAME_HOPS + 1):
-        here = [r for r in response.answer if r.owner == current]
-        values = tuple(r.value for r in here if r.rdtype == wanted and r.value is not None)
-        cname = next((r for r in here if r.rdtype == 5 and r.target is not None), None)
-        if values or wanted == 5 or cname is None or cname.value is None:
-            break
-        assert cname.target is not None
-        current = cname.target
-        chain.append(cname.value)
-    referral = (
-        rcode == dns.rcode.NOERROR
-        and not response.answer
-        and not response.flags & _AA
-        and response.has_ns
-    )
-    complete = bool(values) or not chain or rcode == dns.rcode.NXDOMAIN
-    return _Answer(
-        question.name,
-        rcode,
-        values,
-        tuple(chain),
-        complete,
-        response.soa_owner,
-        referral=referral,
-    )
-
-
-def _merge(first: _Answer, rest: _Answer) -> _Answer:
-    """``first`` ended at a CNAME whose target ``rest`` describes: one answer for the name."""
-    return _Answer(
-        name=first.name,
-        rcode=rest.rcode,
-        values=rest.values,
-        chain=first.chain + rest.chain,
-        complete=rest.complete,
-        zone=first.zone,
-        error=rest.error,
-    )
 
 
 def _describe(exc: BaseException) -> str:
@@ -726,9 +305,9 @@ class _Lookup:
         self._override = (nameserver[0], int(nameserver[1])) if nameserver else None
         self._discovery = discovery or Discovery()
         self._timeout = timeout
-        self._transport = _Transport()
+        self._transport = Transport()
         self._resolver: dns.asyncresolver.Resolver | None = None
-        self._answers: dict[tuple[str, str, tuple[Server, ...]], asyncio.Future[_Answer]] = {}
+        self._answers: dict[tuple[str, str, tuple[Server, ...]], asyncio.Future[Answer]] = {}
         self._zones: dict[str, asyncio.Task[tuple[str, tuple[Server, ...]]]] = {}
         self._zone_servers: dict[str, asyncio.Task[tuple[Server, ...]]] = {}
 
@@ -748,7 +327,7 @@ class _Lookup:
             try:
                 resolver = dns.asyncresolver.Resolver(configure=given is None)
             except dns.exception.DNSException as exc:
-                raise _LookupFailed(f"no DNS resolver is configured ({_describe(exc)})") from None
+                raise LookupFailed(f"no DNS resolver is configured ({_describe(exc)})") from None
             if given is not None:
                 resolver.nameservers = [given[0]]
                 resolver.port = int(given[1])
@@ -769,7 +348,7 @@ class _Lookup:
             elif isinstance(nameserver, dns.nameserver.Do53Nameserver):
                 servers.append((nameserver.address, nameserver.port))
         if not servers:
-            raise _LookupFailed("the system resolver has no plain DNS name server to ask")
+            raise LookupFailed("the system resolver has no plain DNS name server to ask")
         return tuple(servers)
 
     async def zone_of(self, name: str) -> tuple[str, tuple[Server, ...]]:
@@ -788,10 +367,8 @@ class _Lookup:
                 name, resolver=resolver, lifetime=self._timeout
             )
         except dns.exception.DNSException as exc:
-            raise _LookupFailed(
-                f"could not find the DNS zone of {name}: {_describe(exc)}"
-            ) from None
-        zone = _norm(zone_name)
+            raise LookupFailed(f"could not find the DNS zone of {name}: {_describe(exc)}") from None
+        zone = norm(zone_name)
         task = self._zone_servers.get(zone)
         if task is None:
             task = self._zone_servers[zone] = asyncio.ensure_future(self._zone_ns(zone))
@@ -802,10 +379,10 @@ class _Lookup:
         try:
             ns_answer = await resolver.resolve(zone + ".", "NS", lifetime=self._timeout)
         except dns.exception.DNSException as exc:
-            raise _LookupFailed(
+            raise LookupFailed(
                 f"could not read the NS records of {zone}: {_describe(exc)}"
             ) from None
-        hosts = sorted({_norm(rdata.target) for rdata in ns_answer})
+        hosts = sorted({norm(rdata.target) for rdata in ns_answer})
 
         async def addresses(host: str, rdtype: str) -> list[str]:
             try:
@@ -814,7 +391,7 @@ class _Lookup:
                 )
             except dns.exception.DNSException:
                 return []  # one unresolvable NS name is not fatal while others resolve
-            return [_ip_key(rdata.address) for rdata in answer]
+            return [ip_key(rdata.address) for rdata in answer]
 
         found = await asyncio.gather(
             *(addresses(host, rdtype) for rdtype in ("A", "AAAA") for host in hosts)
@@ -825,7 +402,7 @@ class _Lookup:
         port = self._discovery.port
         servers = tuple((address, port) for address in ordered)
         if not servers:
-            raise _LookupFailed(
+            raise LookupFailed(
                 f"none of the name servers of {zone} ({', '.join(hosts) or 'none listed'}) "
                 "has an address"
             )
@@ -833,7 +410,7 @@ class _Lookup:
 
     # -- asking
 
-    async def ask(self, name: str, rdtype: str, servers: tuple[Server, ...]) -> _Answer:
+    async def ask(self, name: str, rdtype: str, servers: tuple[Server, ...]) -> Answer:
         """One question (no CNAME following beyond what the response holds), cached per run."""
         key = (name, rdtype, servers)
         shared = self._answers.get(key)
@@ -850,11 +427,11 @@ class _Lookup:
         shared.set_result(answer)
         return answer
 
-    async def _ask(self, name: str, rdtype: str, servers: tuple[Server, ...]) -> _Answer:
+    async def _ask(self, name: str, rdtype: str, servers: tuple[Server, ...]) -> Answer:
         try:
-            question = _Question.make(name, rdtype)
+            question = Question.make(name, rdtype)
         except dns.exception.DNSException as exc:
-            return _Answer(name, dns.rcode.FORMERR, error=f"{name} is not a valid name ({exc})")
+            return Answer(name, dns.rcode.FORMERR, error=f"{name} is not a valid name ({exc})")
         tried = servers[:3]
         budget = self._timeout / len(tried)
         problems: list[str] = []
@@ -864,16 +441,16 @@ class _Lookup:
                 if response.rcode == dns.rcode.FORMERR:
                     # A server from before EDNS (RFC 6891 7): ask again without it.
                     response = await self._transport.exchange(question, server, budget, edns=False)
-            except (OSError, dns.exception.DNSException, _WireError) as exc:
+            except (OSError, dns.exception.DNSException, WireError) as exc:
                 problems.append(f"{server[0]} port {server[1]}: {_describe(exc)}")
                 continue
-            answer = _parse(response, question)
+            answer = parse(response, question)
             if answer.error is None:
                 return answer
             problems.append(f"{server[0]} port {server[1]}: {answer.error}")
-        return _Answer(question.name, dns.rcode.SERVFAIL, error="; ".join(problems))
+        return Answer(question.name, dns.rcode.SERVFAIL, error="; ".join(problems))
 
-    async def query(self, domain: str, name: str, rdtype: str, *, follow: bool = True) -> _Answer:
+    async def query(self, domain: str, name: str, rdtype: str, *, follow: bool = True) -> Answer:
         """Ask the authoritative servers of ``domain`` (or of ``name``, outside it)."""
         try:
             _zone, servers = await self.zone_of(domain if _under(name, domain) else name)
@@ -881,13 +458,13 @@ class _Lookup:
             if answer.referral:
                 # ``name`` sits in a zone delegated below the domain's own zone.
                 if self._override is not None:
-                    return _Answer(name, dns.rcode.SERVFAIL, error=self._not_authoritative(name))
+                    return Answer(name, dns.rcode.SERVFAIL, error=self._not_authoritative(name))
                 _zone, servers = await self.zone_of(name)
                 answer = await self.ask(name, rdtype, servers)
-        except _LookupFailed as exc:
-            return _Answer(name, dns.rcode.SERVFAIL, error=str(exc))
+        except LookupFailed as exc:
+            return Answer(name, dns.rcode.SERVFAIL, error=str(exc))
         if follow and not answer.complete and answer.error is None:
-            answer = _merge(answer, await self.resolve(answer.chain[-1], rdtype))
+            answer = merge(answer, await self.resolve(answer.chain[-1], rdtype))
         return answer
 
     def _not_authoritative(self, name: str) -> str:
@@ -895,18 +472,18 @@ class _Lookup:
         address, port = self._override
         return f"{address} port {port} is not authoritative for {name} (it sent a referral)"
 
-    async def resolve(self, name: str, rdtype: str) -> _Answer:
+    async def resolve(self, name: str, rdtype: str) -> Answer:
         """Ask the resolver about a name outside the checked domain, following CNAMEs."""
         try:
             servers = self._resolver_servers()
-        except _LookupFailed as exc:
-            return _Answer(name, dns.rcode.SERVFAIL, error=str(exc))
+        except LookupFailed as exc:
+            return Answer(name, dns.rcode.SERVFAIL, error=str(exc))
         answer = await self.ask(name, rdtype, servers)
-        for _ in range(_MAX_CNAME_HOPS):
+        for _ in range(MAX_CNAME_HOPS):
             if answer.complete or answer.error is not None:
                 return answer
-            answer = _merge(answer, await self.ask(answer.chain[-1], rdtype, servers))
-        return _Answer(name, dns.rcode.SERVFAIL, error=f"the CNAME chain from {name} is too long")
+            answer = merge(answer, await self.ask(answer.chain[-1], rdtype, servers))
+        return Answer(name, dns.rcode.SERVFAIL, error=f"the CNAME chain from {name} is too long")
 
 
 async def find_authoritative_servers(
@@ -917,7 +494,7 @@ async def find_authoritative_servers(
     async with _Lookup(discovery=discovery, timeout=timeout) as lookup:
         try:
             zone, servers = await lookup.zone_of(name)
-        except _LookupFailed as exc:
+        except LookupFailed as exc:
             raise ValidationError(
                 "Sender domain", f"{exc}; check the domain's delegation."
             ) from None
@@ -942,7 +519,7 @@ class _Check:
         rtype = record.type.strip().upper()
         return cls(
             record,
-            _norm(record.host),
+            norm(record.host),
             rtype,
             _expected_text(rtype, record.value),
             record.value.strip(),
@@ -1069,7 +646,7 @@ async def _find_appended(
     """Is the record at ``host.<zone>``, the registrar having appended the zone again?"""
     zones: list[str] = []
     known_zone = None
-    with contextlib.suppress(_LookupFailed):
+    with contextlib.suppress(LookupFailed):
         known_zone = (await lookup.zone_of(domain))[0] or None
     for zone in (zone_hint, known_zone, domain):
         if zone and zone not in zones and _under(host, zone):
@@ -1088,7 +665,7 @@ async def _find_appended(
 # ---------------------------------------------------------------- SPF, DKIM, DMARC
 
 
-async def _txt(lookup: _Lookup, domain: str, host: str, via: str | None) -> _Answer:
+async def _txt(lookup: _Lookup, domain: str, host: str, via: str | None) -> Answer:
     """TXT values at ``host``; ``via`` is its CNAME target, already checked by a record."""
     if via is not None:
         return await lookup.resolve(via, "TXT")
@@ -1120,7 +697,7 @@ class _SpfWalk:
             mechanism = re.split(r"[:/=]", body, maxsplit=1)[0]
             if mechanism in ("include", "redirect"):
                 total += 1
-                target = _norm(body.partition("=" if mechanism == "redirect" else ":")[2])
+                target = norm(body.partition("=" if mechanism == "redirect" else ":")[2])
                 # Macros (%{i}...) expand per message and can't be followed here.
                 if target and "%" not in target:
                     nested.append(target)
@@ -1341,12 +918,12 @@ async def _auth_warnings(
     reports: Sequence[RecordReport],
     settings: DnsExpectations | None,
 ) -> list[CheckWarning]:
-    hosts = [_norm(record.host) for record in records]
+    hosts = [norm(record.host) for record in records]
     failed = {report.host for report in reports if not report.ok}
     # A host the template points elsewhere with a CNAME that checked out: read the target
     # directly (shared by every domain of a bulk check, so asked once).
     via = {
-        report.host: _norm(report.expected)
+        report.host: norm(report.expected)
         for report in reports
         if report.ok and report.type == "CNAME"
     }
@@ -1385,7 +962,7 @@ async def _verify(
 ) -> DomainReport:
     try:
         _zone, servers = await lookup.zone_of(domain)
-    except _LookupFailed as exc:
+    except LookupFailed as exc:
         reason = f"{exc}; check that the domain is registered and delegated, then verify again"
         detail = reason[0].upper() + reason[1:] + "."
         return DomainReport(
