@@ -287,16 +287,18 @@ class EditorDialog(QDialog):
 
     def collect(self) -> dict[str, object] | None:
         values: dict[str, object] = {}
-        ok = True
+        first_invalid: Form | None = None
         for form in self.forms:
             parsed = form.values()
             if parsed is None:
-                ok = False
-                if ok is False and self.tabs.currentWidget() is not form:
-                    self.tabs.setCurrentWidget(form)
+                first_invalid = first_invalid or form
             else:
                 values.update(parsed)
-        return values if ok else None
+        if first_invalid is not None:
+            # Bring the first tab that needs attention forward.
+            self.tabs.setCurrentWidget(first_invalid)
+            return None
+        return values
 
     async def save(self, values: dict[str, object]) -> None:
         raise NotImplementedError

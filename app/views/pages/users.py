@@ -1,13 +1,210 @@
-"""The Users page (a row count until the full page lands)."""
+"""The Users page: each user's group, sender domains and sending counts against the limits."""
 
 from __future__ import annotations
 
-from app.models import User
-from app.views.pages.count_page import CountPage
+import asyncio
+from collections.abc import Callable, Sequence
+from datetime import date, timedelta
+from typing import Any
+
+from PySide6.QtGui import QResizeEvent
+from PySide6.QtWidgets import QWidget
+from sqlalchemy import and_, case, func, select
+from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.sql.elements import ColumnElement
+
+from app.models import SenderDomain, User, UserSendCount
+from app.services import limits, users
+from app.views.context import AppContext
+from app.views.pages.base import ListPage
+from app.views.pages.groups import fit_columns, follow_loads, muted_colour
+from app.views.table_model import Column, Row
+from app.views.user_dialog import UserDialog, load_user_editor, tone
 
 
-class UsersPage(CountPage):
+def _sent_where(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+    return func.coalesce(func.sum(case((condition, UserSendCount.sent), else_=0)), 0)
+
+
+def usage_by_user(
+    session: Session, members: Sequence[User], *, today: date | None = None
+) -> dict[int, limits.Usage]:
+    """``limits.usage`` for every user at once: one grouped query instead of one per user.
+
+    The periods are limits.usage's (UTC day, calendar month, lifetime, rolling
+    ROLLING_WINDOW_DAYS through the default domain); a test holds the two equal.
+    """
+    day = today or limits.utc_today()
+    window_start = day - timedelta(days=limits.ROLLING_WINDOW_DAYS - 1)
+    sent_on = UserSendCount.day
+    totals = {
+        user_id: (int(a), int(b), int(c), int(d))  # int(): MariaDB sums are Decimal
+        for user_id, a, b, c, d in session.execute(
+            select(
+                UserSendCount.user_id,
+                _sent_where(sent_on == day),
+                _sent_where(and_(sent_on >= day.replace(day=1), sent_on <= day)),
+                func.coalesce(func.sum(UserSendCount.sent), 0),
+                _sent_where(
+                    and_(
+                        UserSendCount.via_default_domain.is_(True),
+                        sent_on >= window_start,
+                        sent_on <= day,
+                    )
+                ),
+            ).group_by(UserSendCount.user_id)
+        )
+    }
+    result: dict[int, limits.Usage] = {}
+    for user in members:
+        group = user.group
+        today_sent, month, lifetime, default_30d = totals.get(user.id, (0, 0, 0, 0))
+        result[user.id] = limits.Usage(
+            username=user.username,
+            group=group.name,
+            as_of=day,
+            today=today_sent,
+            this_month=month,
+            lifetime=lifetime,
+            default_domain_30d=default_30d,
+            daily_limit=group.daily_email_limit or None,
+            monthly_limit=group.monthly_email_limit or None,
+            lifetime_limit=group.lifetime_email_limit or None,
+            default_domain_limit=group.default_sender_domain_monthly_limit or None,
+        )
+    return result
+
+
+def user_rows(session: Session, *, today: date | None = None) -> list[Row]:
+    """Every user with domain count and usage, in three queries whatever the number of users."""
+    members = list(
+        session.scalars(select(User).options(joinedload(User.group)).order_by(User.username))
+    )
+    usage = usage_by_user(session, members, today=today)
+    domain_counts = dict(
+        session.execute(
+            select(SenderDomain.user_id, func.count()).group_by(SenderDomain.user_id)
+        ).all()
+    )
+    rows: list[Row] = []
+    for user in members:
+        rows.append(
+            {
+                **users.user_as_dict(user),
+                "domain_count": domain_counts.get(user.id, 0),
+                "domains_limit": user.group.sender_domains_limit or None,
+                **usage[user.id].as_dict(),
+            }
+        )
+    return rows
+
+
+def _against(sent_key: str, limit_key: str) -> Callable[[Row], str]:
+    def text(row: Row) -> str:
+        limit = row.get(limit_key)
+        return f"{row[sent_key]:,} / {limit:,}" if limit else f"{row[sent_key]:,} / ∞"
+
+    return text
+
+
+def _over(sent_key: str, limit_key: str) -> Callable[[Row], str | None]:
+    def colour(row: Row) -> str | None:
+        limit = row.get(limit_key)
+        return tone("bad") if limit and row[sent_key] >= limit else None
+
+    return colour
+
+
+def _limit_tooltip(title: str, limit_key: str) -> Callable[[Row], str]:
+    def tooltip(row: Row) -> str:
+        limit = row.get(limit_key)
+        return f"{title}: {limit:,}" if limit else f"{title}: unlimited (∞)"
+
+    return tooltip
+
+
+def sent_column(key: str, title: str, limit_key: str, limit_title: str) -> Column:
+    return Column(
+        key,
+        title,
+        text=_against(key, limit_key),
+        sort_value=lambda row: row[key],
+        colour=_over(key, limit_key),
+        tooltip=_limit_tooltip(limit_title, limit_key),
+        align_right=True,
+    )
+
+
+class UsersPage(ListPage):
     title = "Users"
     summary = "Accounts that own sender domains and campaigns; each belongs to one user group."
-    entities = ("user",)
-    model = User
+    entities = ("user", "user_group", "sender_domain")
+    new_label = "New User…"
+    columns = (
+        Column("username", "Username"),
+        Column("email", "Email"),
+        Column("group", "Group"),
+        Column(
+            "is_active",
+            "Active",
+            colour=lambda row: None if row.get("is_active") else muted_colour(),
+        ),
+        sent_column("domain_count", "Domains", "domains_limit", "Sender Domains Limit"),
+        sent_column("today", "Today", "daily_limit", "Daily Email Limit"),
+        sent_column("this_month", "This Month", "monthly_limit", "Monthly Email Limit"),
+        sent_column("lifetime", "Lifetime", "lifetime_limit", "Lifetime Email Limit"),
+    )
+
+    def __init__(self, context: AppContext, parent: QWidget | None = None) -> None:
+        super().__init__(context, parent)
+        self.new_button.setAccessibleName("New user")
+        self.table.setAccessibleName("Users")
+        self.dialog: UserDialog | None = None
+        follow_loads(self, self.fit_columns)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self.fit_columns()
+
+    def fit_columns(self) -> None:
+        # The numbers are right-aligned: stretching the last of them would push it away
+        # from its title, so the email column takes the spare width instead.
+        keys = [column.key for column in self.columns]
+        fit_columns(self.table, keys, {"email": 140, "group": 100}, grow="email")
+
+    async def fetch(self) -> list[Row]:
+        rows = await self.context.read(user_rows)
+        return rows
+
+    def describe(self, row: Row) -> str:
+        return f"user {row.get('username', '')} and their sender domains"
+
+    def new_item(self) -> None:
+        self._open_editor(None)
+
+    def edit_item(self, row: Row) -> None:
+        self._open_editor(str(row["username"]))
+
+    def _open_editor(self, username: str | None) -> None:
+        if self.dialog is not None and self.dialog.isVisible():
+            self.dialog.raise_()
+            self.dialog.activateWindow()
+            return
+
+        async def open_editor() -> None:
+            data = await self.context.read(load_user_editor, username)
+            dialog = UserDialog(self.context, self)
+            if self.dialog is not None:
+                self.dialog.deleteLater()  # the previous, closed editor
+            self.dialog = dialog
+            await dialog.prepare(data)
+            await asyncio.sleep(0)  # the first show lays everything out: a step of its own
+            dialog.open()
+
+        self.context.spawn(open_editor(), on_error=lambda msg: self.show_status(msg, error=True))
+
+    async def delete_item(self, row: Row) -> None:
+        username = str(row["username"])
+        await self.context.write(users.delete_user, username)
+        self.context.changed.emit("user")
+        self.show_status(f"Deleted user {username!r}.")
