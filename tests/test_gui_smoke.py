@@ -109,9 +109,16 @@ def test_unreachable_database_is_shown_not_raised(qtbot: QtBot, window: MainWind
     assert open_database(qtbot, window, url) is None
     assert label(window, "connectionLabel").text() == "Not connected"
     shown = label(window, "unavailableLabel")
-    assert window.stack.currentWidget() is shown
+    assert window.stack.currentWidget() is window.unavailable_page
+    assert shown.isVisible()
     assert "Could not open the database" in shown.text()
     assert "secret" not in shown.text()
+    # The way out is one click away: the same dialog as File > Switch Database.
+    qtbot.mouseClick(window.choose_database_button, Qt.MouseButton.LeftButton)
+    dialog = window.database_dialog
+    assert dialog is not None and dialog.isVisible()
+    dialog.reject()
+    qtbot.waitUntil(lambda: window.database_dialog is None)
 
 
 def test_window_renders_to_png(

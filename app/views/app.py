@@ -227,9 +227,11 @@ async def _console_session(window: MainWindow, url: str) -> None:
     opening = asyncio.ensure_future(window.open_database(url))
     await closed.wait()
     # A migration already running in its thread can't be interrupted: let it finish, so
-    # the database is left at a known revision, then release the connections.
-    database = await opening
-    if database is not None:
+    # the database is left at a known revision, then release the connections of whichever
+    # database is open now (File > Switch Database may have replaced the first one).
+    first = await opening
+    current = window.database
+    for database in {id(d): d for d in (first, current) if d is not None}.values():
         await loop.run_in_executor(None, database.dispose)
 
 
@@ -241,6 +243,11 @@ def _application() -> QApplication:
     app.setApplicationName(APP_NAME)
     app.setOrganizationName(APP_NAME)
     app.setApplicationVersion(__version__)
+    from app.views import theme
+
+    # Fusion with the platform's palette: light or dark as the desktop is, on every OS.
+    theme.use_system_style(app)
+    app.setWindowIcon(theme.file_icon("postroom"))
     # The session coroutine decides when to stop, after it has closed the database.
     app.setQuitOnLastWindowClosed(False)
     return app

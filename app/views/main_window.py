@@ -1,40 +1,76 @@
 """The console's main window: section list on the left, the selected section's page, status bar.
 
 Every database read runs in the loop's executor; the window only awaits the results, so it
-stays responsive while a remote server is slow or a migration runs.
+stays responsive while a remote server is slow or a migration runs. The status bar names
+the open database and has the switcher; File > Switch Database opens the same dialog, and
+the new database replaces the old one without a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
     QListWidget,
+    QListWidgetItem,
     QMainWindow,
+    QPushButton,
     QSizePolicy,
     QStackedWidget,
+    QToolButton,
+    QVBoxLayout,
     QWidget,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from app import __version__
 from app.models.database import Database
+from app.views import theme
 from app.views.context import AppContext
+from app.views.database_dialog import DatabaseDialog, one_sentence, profile_for_url
+from app.views.import_export import ConfigTransfer
 from app.views.pages import PAGES
 from app.views.pages.base import Page, scaled_font
 
+# resources/icons/<name>.svg for each section; a page may also name its own ``icon``.
+SECTION_ICONS = {
+    "Delivery Servers": "nav-servers",
+    "User Groups": "nav-groups",
+    "Users": "nav-users",
+    "Sender Domains": "nav-domains",
+    "DNS Templates": "nav-templates",
+    "DNS Settings": "nav-dns-settings",
+    "Audit Log": "nav-audit",
+}
 
-def _first_line(exc: BaseException) -> str:
-    # SQLAlchemy wraps the driver's error and appends SQL and a documentation link; the
-    # driver's own first line ("connection refused", "unknown database") is the useful part.
-    cause = getattr(exc, "orig", None)
-    error = cause if isinstance(cause, BaseException) else exc
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+def describe_database(display_url: str, profile: str | None = None) -> str:
+    """What the status bar says: the SQLite file, or the profile and the redacted URL."""
+    try:
+        url = make_url(display_url)
+    except ArgumentError:
+        return display_url
+    if url.get_backend_name() == "sqlite":
+        return f"SQLite {url.database or '(in memory)'}"
+    return f"{profile} ({display_url})" if profile else display_url
+
+
+def _short_name(display_url: str, profile: str | None) -> str:
+    if profile:
+        return profile
+    try:
+        url = make_url(display_url)
+    except ArgumentError:
+        return ""
+    if url.get_backend_name() == "sqlite":
+        return (url.database or "").rsplit("/", 1)[-1]
+    return f"{url.database or ''} on {url.host or 'localhost'}"
 
 
 class MainWindow(QMainWindow):
@@ -47,31 +83,35 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.context = AppContext(self)
         self._connection_error: str | None = None
+        self._display_url = display_url
+        self._profile: str | None = None
+        self._restyle_pending = False
+        self.database_dialog: DatabaseDialog | None = None
 
         self.setWindowTitle("Postroom")
-        self.resize(1100, 680)
+        self.setWindowIcon(theme.file_icon("postroom"))
+        self.resize(1180, 720)
 
         self.pages: list[Page] = [page_class(self.context) for page_class in PAGES]
         self.navigation = QListWidget()
         self.navigation.setObjectName("navigation")
-        self.navigation.addItems([page.title for page in self.pages])
+        self.navigation.setAccessibleName("Sections")
+        self.navigation.setIconSize(QSize(20, 20))
+        for page in self.pages:
+            self.navigation.addItem(QListWidgetItem(page.title))
         self.navigation.setFrameShape(QFrame.Shape.NoFrame)
         self.navigation.setFont(scaled_font(self.font(), 1.1))
         self.navigation.setStyleSheet(
             "QListWidget#navigation { padding-top: 10px; }"
-            "QListWidget#navigation::item { padding: 7px 14px; }"
+            "QListWidget#navigation::item { padding: 7px 12px; }"
         )
         self.navigation.setFixedWidth(
-            self.navigation.fontMetrics().horizontalAdvance("Delivery Servers") + 72
+            self.navigation.fontMetrics().horizontalAdvance("Delivery Servers") + 100
         )
         self.stack = QStackedWidget()
         for page in self.pages:
             self.stack.addWidget(page)
-        self.unavailable = QLabel()
-        self.unavailable.setObjectName("unavailableLabel")
-        self.unavailable.setWordWrap(True)
-        self.unavailable.setContentsMargins(32, 28, 32, 28)
-        self.stack.addWidget(self.unavailable)
+        self.stack.addWidget(self._build_unavailable_page())
 
         divider = QFrame()
         divider.setFrameShape(QFrame.Shape.VLine)
@@ -85,33 +125,46 @@ class MainWindow(QMainWindow):
         row.addWidget(self.stack, 1)
         self.setCentralWidget(central)
 
-        self.connection_label = QLabel("Connecting…")
-        self.connection_label.setObjectName("connectionLabel")
-        self.database_label = QLabel()
-        self.database_label.setObjectName("databaseLabel")
-        # A long path must not widen the window; the full text stays in the tooltip.
-        self.database_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.version_label = QLabel(f"Postroom {__version__}")
-        self.version_label.setObjectName("versionLabel")
-        for status_label in (self.connection_label, self.database_label, self.version_label):
-            status_label.setContentsMargins(6, 2, 6, 2)
-        status = self.statusBar()
-        status.addWidget(self.connection_label)
-        status.addWidget(self.database_label, 1)
-        status.addPermanentWidget(self.version_label)
+        self._build_menus()
+        self._build_status_bar()
+        self._tint_navigation_icons()
         self._show_database(display_url)
         self.context.user_error.connect(self._show_user_error)
+        self.switch_database_requested.connect(self.show_database_dialog)
 
-        self._build_menus()
+        self.config_transfer = ConfigTransfer(self.context, self)
+        self.config_transfer.message.connect(self._show_user_error)
+        self.import_action.triggered.connect(self.config_transfer.import_configuration)
+        self.export_action.triggered.connect(self.config_transfer.export_configuration)
+
         self._previous_row = 0
         self.navigation.currentRowChanged.connect(self._on_section_changed)
         self.navigation.setCurrentRow(0)
+        self._update_actions()
+
+    def _build_unavailable_page(self) -> QWidget:
+        self.unavailable_page = QWidget()
+        self.unavailable_page.setObjectName("unavailablePage")
+        self.unavailable = QLabel()
+        self.unavailable.setObjectName("unavailableLabel")
+        self.unavailable.setWordWrap(True)
+        self.unavailable.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.choose_database_button = QPushButton("Choose a Database…")
+        self.choose_database_button.setObjectName("chooseDatabaseButton")
+        self.choose_database_button.clicked.connect(self._request_switch)
+        column = QVBoxLayout(self.unavailable_page)
+        column.setContentsMargins(32, 28, 32, 28)
+        column.addWidget(self.unavailable)
+        column.addSpacing(8)
+        column.addWidget(self.choose_database_button, 0, Qt.AlignmentFlag.AlignLeft)
+        column.addStretch(1)
+        return self.unavailable_page
 
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
         self.switch_action = QAction("&Switch Database…", self)
         self.switch_action.setShortcut(QKeySequence("Ctrl+D"))
-        self.switch_action.triggered.connect(self.switch_database_requested.emit)
+        self.switch_action.triggered.connect(self._request_switch)
         file_menu.addAction(self.switch_action)
         file_menu.addSeparator()
         self.import_action = QAction("&Import Configuration…", self)
@@ -123,6 +176,62 @@ class MainWindow(QMainWindow):
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
         file_menu.addAction(quit_action)
+
+    def _build_status_bar(self) -> None:
+        self.connection_label = QLabel("Connecting…")
+        self.connection_label.setObjectName("connectionLabel")
+        self.database_label = QLabel()
+        self.database_label.setObjectName("databaseLabel")
+        # A long path must not widen the window; the full text stays in the tooltip.
+        self.database_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.database_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.switch_button = QToolButton()
+        self.switch_button.setObjectName("switchDatabaseButton")
+        self.switch_button.setText("Switch Database…")
+        self.switch_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.switch_button.setAutoRaise(True)
+        self.switch_button.setToolTip("Open another database (Ctrl+D)")
+        self.switch_button.setAccessibleName("Switch database")
+        self.switch_button.clicked.connect(self.switch_action.trigger)
+        self.version_label = QLabel(f"Postroom {__version__}")
+        self.version_label.setObjectName("versionLabel")
+        for status_label in (self.connection_label, self.database_label, self.version_label):
+            status_label.setContentsMargins(6, 2, 6, 2)
+        status = self.statusBar()
+        status.addWidget(self.connection_label)
+        status.addWidget(self.database_label, 1)
+        status.addPermanentWidget(self.switch_button)
+        status.addPermanentWidget(self.version_label)
+
+    def _tint_navigation_icons(self) -> None:
+        # Redrawn on every palette change, so the icons follow a switch to dark mode.
+        palette = self.navigation.palette()
+        for row, page in enumerate(self.pages):
+            name = getattr(page, "icon", None) or SECTION_ICONS.get(page.title)
+            item = self.navigation.item(row)
+            if isinstance(name, str) and theme.icon_path(name).exists() and item is not None:
+                item.setIcon(theme.tinted_icon(name, palette))
+        if hasattr(self, "switch_button"):  # changeEvent can come before it is built
+            self.switch_button.setIcon(theme.tinted_icon("database", palette))
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        palette_events = (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange)
+        # Both arrive for one switch of the system theme: restyle once, afterwards.
+        if event.type() in palette_events and not self._restyle_pending:
+            self._restyle_pending = True
+            QTimer.singleShot(0, self, self._follow_palette)
+
+    def _follow_palette(self) -> None:
+        """Bring everything in the window to the new (light or dark) palette."""
+        self._restyle_pending = False
+        # A widget with a style sheet keeps the palette it was polished with; setting the
+        # sheet again repolishes it, or the navigation would stay white in dark mode.
+        for widget in (self, *self.findChildren(QWidget)):
+            sheet = widget.styleSheet()
+            if sheet:
+                widget.setStyleSheet(sheet)
+        self._tint_navigation_icons()
 
     # ------------------------------------------------------------------ sections
 
@@ -152,13 +261,13 @@ class MainWindow(QMainWindow):
         self._previous_row = row
         if self._connection_error is not None:
             self.unavailable.setText(self._connection_error)
-            self.stack.setCurrentWidget(self.unavailable)
+            self.stack.setCurrentWidget(self.unavailable_page)
         else:
             self.stack.setCurrentWidget(self.pages[row])
 
     # ------------------------------------------------------------------ database
 
-    async def open_database(self, url: str) -> Database | None:
+    async def open_database(self, url: str, *, profile: str | None = None) -> Database | None:
         """Open (and migrate) the database off the GUI thread; None if that failed.
 
         A failure is shown in the window rather than raised: a wrong URL, a stopped server
@@ -167,24 +276,76 @@ class MainWindow(QMainWindow):
         self._connection_error = None
         self.connection_label.setText("Connecting…")
         try:
-            database = await asyncio.get_running_loop().run_in_executor(None, Database, url)
+            database = await self.context.in_executor(Database, url)
         except Exception as exc:
             self._connection_error = (
-                f"Could not open the database. {_first_line(exc)}\n"
-                "Check the URL given with --database or POSTROOM_DATABASE_URL, "
-                "or choose another with File > Switch Database."
+                f"Could not open the database. {one_sentence(exc, url)}\n"
+                "Choose another database below or with File > Switch Database, or check "
+                "the URL given with --database or POSTROOM_DATABASE_URL."
             )
             self.connection_label.setText("Not connected")
+            self._update_actions()
             self._on_section_changed(self.navigation.currentRow())
             return None
+        await self._install(database, profile)
+        return database
+
+    async def switch_database(self, url: str, profile: str | None = None) -> str | None:
+        """Open ``url`` in place of the current database; the reason in one sentence if not.
+
+        Unlike ``open_database`` a failure leaves the window on the database it had, so a
+        mistyped host in the dialog costs nothing.
+        """
+        try:
+            database = await self.context.in_executor(Database, url)
+        except Exception as exc:
+            return f"Could not open the database: {one_sentence(exc, url)}"
+        self._connection_error = None
+        await self._install(database, profile)
+        return None
+
+    async def _install(self, database: Database, profile: str | None) -> None:
+        if profile is None:
+            profile = await self.context.in_executor(profile_for_url, database.url)
         previous = self.context.database
-        self.context.set_database(database)
-        if previous is not None:
+        self.context.set_database(database)  # every page reloads from the new database
+        if previous is not None and previous is not database:
             asyncio.get_running_loop().run_in_executor(None, previous.dispose)
+        self._profile = profile
         self.connection_label.setText("Connected")
         self._show_database(database.display_url)
+        self._update_actions()
         self._on_section_changed(self.navigation.currentRow())
-        return database
+
+    def _request_switch(self) -> None:
+        # A slot without parameters: wiring clicked(bool) straight to a Python signal's
+        # emit hands it the bool, which PySide6 6.12 releases once too often.
+        self.switch_database_requested.emit()
+
+    def show_database_dialog(self) -> DatabaseDialog | None:
+        """Open the Database dialog (or raise the one already open)."""
+        if self.database_dialog is not None:
+            self.database_dialog.raise_()
+            self.database_dialog.activateWindow()
+            return self.database_dialog
+        if not self.current_page.can_leave():
+            return None
+        database = self.context.database
+        dialog = DatabaseDialog(
+            self.context,
+            opener=self.switch_database,
+            current_url=database.url if database is not None else None,
+            parent=self,
+        )
+        dialog.finished.connect(self._database_dialog_closed)
+        self.database_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def _database_dialog_closed(self) -> None:
+        if self.database_dialog is not None:
+            self.database_dialog.deleteLater()
+        self.database_dialog = None
 
     def has_pending_work(self) -> bool:
         """Whether background work is still running (tests wait for this to be False)."""
@@ -201,8 +362,20 @@ class MainWindow(QMainWindow):
             self.closed.emit()
 
     def _show_user_error(self, message: str) -> None:
-        self.statusBar().showMessage(message, 10_000)
+        if message:
+            self.statusBar().showMessage(message, 10_000)
+        else:
+            self.statusBar().clearMessage()
+
+    def _update_actions(self) -> None:
+        connected = self.context.database is not None
+        self.import_action.setEnabled(connected)
+        self.export_action.setEnabled(connected)
 
     def _show_database(self, display_url: str) -> None:
-        self.database_label.setText(f"Database: {display_url}")
-        self.database_label.setToolTip(display_url)
+        self._display_url = display_url
+        text = describe_database(display_url, self._profile)
+        self.database_label.setText(f"Database: {text}")
+        self.database_label.setToolTip(text)
+        short = _short_name(display_url, self._profile)
+        self.setWindowTitle(f"{short} — Postroom" if short else "Postroom")
