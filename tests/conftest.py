@@ -237,13 +237,19 @@ def loop_watchdog(qapp: QApplication) -> Iterator[object]:
     # A full collection of a pytest process that has imported every test module takes
     # ~200 ms and lands in whichever event happens to allocate: a pause of the test
     # process, not of the console. Collect and freeze first; later collections skip it.
+    # The collector also stays off while the test watches: its pauses belong to the test
+    # process (it holds every test module's objects), not to the console under test.
     gc.collect()
     gc.freeze()
+    gc.disable()
     qapp.stalls.clear()  # type: ignore[attr-defined]
     qapp.watching = True  # type: ignore[attr-defined]
-    yield qapp
-    qapp.watching = False  # type: ignore[attr-defined]
-    gc.unfreeze()
+    try:
+        yield qapp
+    finally:
+        qapp.watching = False  # type: ignore[attr-defined]
+        gc.enable()
+        gc.unfreeze()
     stalls = list(qapp.stalls)  # type: ignore[attr-defined]
     if stalls:
         worst = max(stalls)
