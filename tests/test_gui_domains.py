@@ -10,7 +10,6 @@ cancel, and open 10,000 domains without stalling the event loop (the qt_loop wat
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -40,21 +39,6 @@ from tests.dns_peer import DnsPeer, missing_reason, record_line, start_server, z
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
 
 WAIT_MS = 20_000
-
-
-@pytest.fixture(autouse=True)
-def settled_heap() -> Iterator[None]:
-    """Collect and freeze what earlier tests left before this one starts.
-
-    A test session accumulates ~150,000 long-lived objects (a migrated database per test,
-    the Qt bindings); a full garbage collection over them takes 100-200 ms on a slow CI
-    machine, and one landing inside an event dispatch trips the loop watchdog whatever
-    the code under test does. Frozen objects are skipped by the collector, so only this
-    test's own garbage is walked.
-    """
-    gc.collect()
-    gc.freeze()
-    yield
 
 
 ZONE = "gui.test"

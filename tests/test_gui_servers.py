@@ -8,7 +8,6 @@ The SMTP servers are aiosmtpd instances on 127.0.0.1 running in that same loop.
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import socket
 from collections.abc import Coroutine, Iterator
@@ -75,20 +74,6 @@ def warmed_up(qapp: QApplication) -> None:
         dialog.grab()
     page.grab()
     shiboken6.delete(page)
-
-
-@pytest.fixture(autouse=True)
-def settled_heap() -> Iterator[None]:
-    """Collect and freeze the test session's heap before the loop watchdog starts.
-
-    A full collection of a pytest process that has imported every test module takes about
-    200 ms here and lands in whichever event happens to allocate: a pause of the test
-    process, not of the page. Frozen objects are skipped by later collections.
-    """
-    gc.collect()
-    gc.freeze()
-    yield
-    gc.unfreeze()
 
 
 @pytest.fixture
