@@ -20,7 +20,12 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from app import __version__
-from app.models.database import Database, redact_url, resolve_database_url
+from app.models.database import (
+    Database,
+    connection_error_sentence,
+    redact_url,
+    resolve_database_url,
+)
 from app.services.errors import PostroomError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -53,11 +58,8 @@ class State:
             try:
                 self._db = Database(url)
             except (OperationalError, DBAPIError) as exc:
-                reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-                fail(
-                    f"cannot open the database {redact_url(url)} ({reason}); check the URL "
-                    "and that the server is running."
-                )
+                reason = connection_error_sentence(exc, url)
+                fail(f"cannot open the database {redact_url(url)}: {reason}")
         return self._db
 
     @contextmanager
@@ -153,8 +155,7 @@ class PostroomGroup(click.Group):
         except PostroomError as exc:
             fail(str(exc))
         except (OperationalError, DBAPIError) as exc:
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-            fail(f"the database refused the operation ({reason}); check the connection.")
+            fail(f"the database refused the operation: {connection_error_sentence(exc)}")
         finally:
             state = ctx.find_object(State)
             if state is not None and ctx.parent is None:

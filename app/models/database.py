@@ -11,6 +11,7 @@ from typing import Any
 import platformdirs
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 APP_NAME = "postroom"
@@ -37,6 +38,53 @@ def resolve_database_url(explicit: str | None = None) -> str:
 def redact_url(url: str | URL) -> str:
     """The URL as it may be shown or logged: never with its password."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+# Words in a driver's error and what the person connecting should check.
+_HINTS = (
+    (("refused",), "check the host and port, and that the server is running"),
+    (("resolve", "name or service not known", "nodename"), "check the host name"),
+    (("timeout", "timed out"), "check the host, the port and any firewall in between"),
+    (
+        ("password", "access denied", "authentication"),
+        "check the user name and the password",
+    ),
+    (("does not exist", "unknown database"), "check the database and user names"),
+    (("not a database", "file is encrypted"), "choose a SQLite database file"),
+    (("unable to open",), "check that the folder exists and that you may write to it"),
+)
+
+
+def connection_error_sentence(exc: BaseException, url: str | None = None) -> str:
+    """The driver's own first line, made a sentence with what to check; never a password.
+
+    SQLAlchemy wraps the driver's error and appends SQL and a documentation link; the
+    driver's first line ("connection refused", "unknown database") is the useful part.
+    """
+    cause = getattr(exc, "orig", None)
+    error = cause if isinstance(cause, BaseException) else exc
+    args: tuple[object, ...] = tuple(getattr(error, "args", ()))
+    if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
+        raw = args[1]  # PyMySQL: (2003, "Can't connect to MySQL server on ...")
+    else:
+        raw = str(error)
+    lines = [line for line in raw.strip().splitlines() if line.strip()]
+    detail = " ".join(lines[0].split()) if lines else type(error).__name__
+    detail = detail.removeprefix("connection failed: ").rstrip(" .")
+    password = None
+    if url:
+        try:
+            password = make_url(url).password
+        except ArgumentError:
+            password = None
+    if password:
+        detail = detail.replace(str(password), "***")
+    lowered = raw.lower()
+    hint = next(
+        (hint for words, hint in _HINTS if any(word in lowered for word in words)),
+        "check the connection settings",
+    )
+    return f"{detail[:1].upper()}{detail[1:]}; {hint}."
 
 
 def _tune_sqlite(engine: Engine) -> None:

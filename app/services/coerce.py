@@ -10,7 +10,12 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.services.errors import NotFoundError, ValidationError
+from app.services.errors import (
+    ConcurrentEditError,
+    ConflictError,
+    NotFoundError,
+    ValidationError,
+)
 
 _TRUE = {"1", "true", "yes", "on", "y"}
 _FALSE = {"0", "false", "no", "off", "n", ""}
@@ -40,9 +45,24 @@ def get_by_name(session: Session, model: type[T], column: str, value: str, entit
     return row
 
 
-def check_version(actual: int, expected: int | None, entity: str, key: str) -> None:
-    from app.services.errors import ConcurrentEditError
+def ensure_unique(
+    session: Session,
+    model: type[Any],
+    column: str,
+    value: str,
+    message: str,
+    *,
+    exclude_id: int | None = None,
+) -> None:
+    """ConflictError(``message``) if another row already has ``value`` in ``column``."""
+    query = select(model.id).where(getattr(model, column) == value)
+    if exclude_id is not None:
+        query = query.where(model.id != exclude_id)
+    if session.scalars(query).first() is not None:
+        raise ConflictError(message)
 
+
+def check_version(actual: int, expected: int | None, entity: str, key: str) -> None:
     if expected is not None and actual != expected:
         raise ConcurrentEditError(entity, key)
 

@@ -19,7 +19,14 @@ from app.models import (
 )
 from app.models.delivery import DEFAULT_SENDER_DOMAIN_MONTHLY_LIMIT
 from app.services import audit, validation
-from app.services.coerce import FieldSpec, apply_fields, boolean, check_version, get_by_name
+from app.services.coerce import (
+    FieldSpec,
+    apply_fields,
+    boolean,
+    check_version,
+    ensure_unique,
+    get_by_name,
+)
 from app.services.errors import ConflictError, ValidationError
 
 ENTITY = "user group"
@@ -170,11 +177,14 @@ def _apply(session: Session, group: UserGroup, values: Mapping[str, object]) -> 
 
 
 def _ensure_unique_name(session: Session, name: str, exclude_id: int | None = None) -> None:
-    query = select(UserGroup.id).where(UserGroup.name == name)
-    if exclude_id is not None:
-        query = query.where(UserGroup.id != exclude_id)
-    if session.scalars(query).first() is not None:
-        raise ConflictError(f"A user group named {name!r} already exists; choose another name.")
+    ensure_unique(
+        session,
+        UserGroup,
+        "name",
+        name,
+        f"A user group named {name!r} already exists; choose another name.",
+        exclude_id=exclude_id,
+    )
 
 
 def create_group(

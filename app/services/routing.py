@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import Channel, DeliveryServer, UserGroup
+from app.models import Channel, DeliveryServer, User, UserGroup
 from app.services import validation
 from app.services.errors import NoDeliveryRoute
 from app.services.groups import CHANNEL_ATTRIBUTE, server_for
@@ -51,8 +51,12 @@ def parse_channel(value: object) -> Channel:
 
 def resolve_route(session: Session, username: str, channel: Channel | str) -> Route:
     """The delivery path the send engine would take; never raises for a missing route."""
+    return route_for_user(get_user(session, username), channel)
+
+
+def route_for_user(user: User, channel: Channel | str) -> Route:
+    """The rule itself, on a loaded (or transient, unsaved) user and its group."""
     channel = parse_channel(channel)
-    user = get_user(session, username)
     group = user.group
     server = server_for(group, channel)
     if server is not None:

@@ -7,7 +7,6 @@ CLI can call the same service functions directly. One implementation, two front 
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Callable
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -40,4 +39,4 @@ async def write(
         with db.transaction() as session:
             return fn(session, *args, **kwargs)
 
-    return await asyncio.get_running_loop().run_in_executor(None, functools.partial(work))
+    return await asyncio.get_running_loop().run_in_executor(None, work)

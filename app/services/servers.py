@@ -10,7 +10,14 @@ from sqlalchemy.orm import Session
 
 from app.models import DeliveryServer, Encryption, UserGroup
 from app.services import audit, validation
-from app.services.coerce import FieldSpec, apply_fields, boolean, check_version, get_by_name
+from app.services.coerce import (
+    FieldSpec,
+    apply_fields,
+    boolean,
+    check_version,
+    ensure_unique,
+    get_by_name,
+)
 from app.services.errors import ConflictError, ValidationError
 
 ENTITY = "delivery server"
@@ -108,13 +115,14 @@ def get_server(session: Session, name: str) -> DeliveryServer:
 
 
 def _ensure_unique_name(session: Session, name: str, exclude_id: int | None = None) -> None:
-    query = select(DeliveryServer.id).where(DeliveryServer.name == name)
-    if exclude_id is not None:
-        query = query.where(DeliveryServer.id != exclude_id)
-    if session.scalars(query).first() is not None:
-        raise ConflictError(
-            f"A delivery server named {name!r} already exists; choose another name."
-        )
+    ensure_unique(
+        session,
+        DeliveryServer,
+        "name",
+        name,
+        f"A delivery server named {name!r} already exists; choose another name.",
+        exclude_id=exclude_id,
+    )
 
 
 _UNSET: Any = object()

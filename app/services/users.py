@@ -10,8 +10,15 @@ from sqlalchemy.orm import Session
 
 from app.models import User, UserGroup
 from app.services import audit, validation
-from app.services.coerce import FieldSpec, apply_fields, boolean, check_version, get_by_name
-from app.services.errors import ConflictError, ValidationError
+from app.services.coerce import (
+    FieldSpec,
+    apply_fields,
+    boolean,
+    check_version,
+    ensure_unique,
+    get_by_name,
+)
+from app.services.errors import ValidationError
 
 ENTITY = "user"
 
@@ -44,11 +51,14 @@ def _resolve_group(session: Session, value: object) -> UserGroup:
 
 
 def _ensure_unique(session: Session, username: str, exclude_id: int | None = None) -> None:
-    query = select(User.id).where(User.username == username)
-    if exclude_id is not None:
-        query = query.where(User.id != exclude_id)
-    if session.scalars(query).first() is not None:
-        raise ConflictError(f"A user named {username!r} already exists; choose another username.")
+    ensure_unique(
+        session,
+        User,
+        "username",
+        username,
+        f"A user named {username!r} already exists; choose another username.",
+        exclude_id=exclude_id,
+    )
 
 
 def create_user(

@@ -39,7 +39,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from app.models.database import create_db_engine, default_sqlite_path, schema_revision
+from app.models.database import (
+    connection_error_sentence,
+    create_db_engine,
+    default_sqlite_path,
+    schema_revision,
+)
 from app.services import profiles, validation
 from app.services.errors import PostroomError, SecretsUnavailable, ValidationError
 from app.services.secrets import KeyringStatus, keyring_status
@@ -156,51 +161,6 @@ def describe_profile(profile: profiles.ConnectionProfile) -> str:
 
 # ---------------------------------------------------------------- testing a connection
 
-_HINTS = (
-    (("refused",), "check the host and port, and that the server is running"),
-    (("resolve", "name or service not known", "nodename"), "check the host name"),
-    (("timeout", "timed out"), "check the host, the port and any firewall in between"),
-    (
-        ("password", "access denied", "authentication"),
-        "check the user name and the password",
-    ),
-    (("does not exist", "unknown database"), "check the database and user names"),
-    (("not a database", "file is encrypted"), "choose a SQLite database file"),
-    (("unable to open",), "check that the folder exists and that you may write to it"),
-)
-
-
-def one_sentence(exc: BaseException, url: str | None = None) -> str:
-    """The driver's own first line, made a sentence with what to check; never a password.
-
-    SQLAlchemy wraps the driver's error and appends SQL and a documentation link; the
-    driver's first line ("connection refused", "unknown database") is the useful part.
-    """
-    cause = getattr(exc, "orig", None)
-    error = cause if isinstance(cause, BaseException) else exc
-    args: tuple[object, ...] = tuple(getattr(error, "args", ()))
-    if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
-        raw = args[1]  # PyMySQL: (2003, "Can't connect to MySQL server on ...")
-    else:
-        raw = str(error)
-    lines = [line for line in raw.strip().splitlines() if line.strip()]
-    detail = " ".join(lines[0].split()) if lines else type(error).__name__
-    detail = detail.removeprefix("connection failed: ").rstrip(" .")
-    password = None
-    if url:
-        try:
-            password = make_url(url).password
-        except ArgumentError:
-            password = None
-    if password:
-        detail = detail.replace(str(password), "***")
-    lowered = raw.lower()
-    hint = next(
-        (hint for words, hint in _HINTS if any(word in lowered for word in words)),
-        "check the connection settings",
-    )
-    return f"{detail[:1].upper()}{detail[1:]}; {hint}."
-
 
 def _first_existing(path: Path) -> Path:
     for candidate in (path, *path.parents):
@@ -239,7 +199,7 @@ def check_connection(url: str) -> str:
         version = engine.dialect.server_version_info
         is_mariadb = bool(getattr(engine.dialect, "is_mariadb", False))
     except Exception as exc:
-        raise ConnectionFailed(one_sentence(exc, url)) from None
+        raise ConnectionFailed(connection_error_sentence(exc, url)) from None
     finally:
         engine.dispose()
     name = "MariaDB" if is_mariadb else BACKEND_NAMES.get(backend, backend)

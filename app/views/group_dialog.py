@@ -2,10 +2,9 @@
 
 The route preview answers "which server will serve each channel, and why" for the choices
 on screen, before they are saved. It does not re-implement the routing rule: it hands
-``routing.resolve_route`` (behind ``postroom route``, and ``require_route`` for sending) a
-transient, never-persisted group built from the form, through a stand-in session that
-answers its one query, so the preview and the real route agree word for word (a test
-holds them equal).
+``routing.route_for_user`` (the rule behind ``postroom route`` and ``require_route``) a
+transient, never-persisted user and group built from the form, so the preview and the
+real route agree word for word (a test holds them equal).
 """
 
 from __future__ import annotations
@@ -125,20 +124,6 @@ def load_editor(session: Session, name: str | None) -> tuple[GroupChoices, dict[
 # ---------------------------------------------------------------- route preview
 
 
-class _PreviewSession:
-    """Stands in for the Session ``resolve_route`` is given: its only query, the user by
-    name, is answered with the transient user, so nothing touches a database."""
-
-    def __init__(self, user: User) -> None:
-        self._user = user
-
-    def scalars(self, _statement: object) -> _PreviewSession:
-        return self
-
-    def one_or_none(self) -> User:
-        return self._user
-
-
 def preview_routes(
     group_name: str,
     servers: Mapping[Channel, str | None],
@@ -150,8 +135,7 @@ def preview_routes(
         server = DeliveryServer(name=server_name) if server_name else None
         setattr(group, groups.CHANNEL_ATTRIBUTE[channel], server)
     user = User(username=PREVIEW_USER, group=group)
-    session = cast(Session, _PreviewSession(user))
-    return {channel: routing.resolve_route(session, PREVIEW_USER, channel) for channel in Channel}
+    return {channel: routing.route_for_user(user, channel) for channel in Channel}
 
 
 def route_outcome(route: routing.Route) -> str:

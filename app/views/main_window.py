@@ -30,10 +30,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from app import __version__
-from app.models.database import Database
+from app.models.database import Database, connection_error_sentence
 from app.views import theme
 from app.views.context import AppContext
-from app.views.database_dialog import DatabaseDialog, one_sentence, profile_for_url
+from app.views.database_dialog import DatabaseDialog, profile_for_url
 from app.views.import_export import ConfigTransfer
 from app.views.pages import PAGES
 from app.views.pages.base import Page, scaled_font
@@ -279,7 +279,7 @@ class MainWindow(QMainWindow):
             database = await self.context.in_executor(Database, url)
         except Exception as exc:
             self._connection_error = (
-                f"Could not open the database. {one_sentence(exc, url)}\n"
+                f"Could not open the database. {connection_error_sentence(exc, url)}\n"
                 "Choose another database below or with File > Switch Database, or check "
                 "the URL given with --database or POSTROOM_DATABASE_URL."
             )
@@ -299,7 +299,7 @@ class MainWindow(QMainWindow):
         try:
             database = await self.context.in_executor(Database, url)
         except Exception as exc:
-            return f"Could not open the database: {one_sentence(exc, url)}"
+            return f"Could not open the database: {connection_error_sentence(exc, url)}"
         self._connection_error = None
         await self._install(database, profile)
         return None
