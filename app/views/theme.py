@@ -17,7 +17,9 @@ from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPalette, QPixmap
 from PySide6.QtSvg import QSvgRenderer
 from PySide6.QtWidgets import QApplication
 
-RESOURCES_DIR = Path(__file__).resolve().parents[2] / "resources"
+from app.resource_paths import resources_dir
+
+RESOURCES_DIR = resources_dir()
 ICONS_DIR = RESOURCES_DIR / "icons"
 # Device pixels: enough steps that 1x, 1.5x, 2x and 3x screens all find a crisp pixmap.
 _PIXMAP_SIZES = (16, 20, 24, 32, 40, 48, 64)
