@@ -229,16 +229,39 @@ def test_unexpected_error_opens_one_copyable_report(
     assert "ValueError: boom" in QApplication.clipboard().text()
 
 
-def test_the_loop_watchdog_sees_a_blocking_handler(
+def test_the_loop_watchdog_sees_a_busy_handler(
     qtbot: QtBot, qt_loop: asyncio.AbstractEventLoop, qapp: QApplication
 ) -> None:
-    """The stall detector every GUI test relies on really fires (then is reset)."""
+    """The stall detector every GUI test relies on really fires on work done on the loop."""
     import time
 
-    button = QPushButton("block")
+    def spin() -> None:
+        started = time.thread_time()
+        while time.thread_time() - started < 0.15:
+            pass
+
+    button = QPushButton("busy")
     qtbot.addWidget(button)
-    button.clicked.connect(lambda: time.sleep(0.15))
+    button.clicked.connect(spin)
     qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
     stalls = list(qapp.stalls)  # type: ignore[attr-defined]
     assert stalls and stalls[0][0] >= 0.15
+    assert "ms CPU" in stalls[0][1]
+    qapp.stalls.clear()  # type: ignore[attr-defined]
+
+
+def test_the_loop_watchdog_sees_a_handler_that_waits(
+    qtbot: QtBot, qt_loop: asyncio.AbstractEventLoop, qapp: QApplication
+) -> None:
+    """Waiting on the loop costs no CPU; the wall clock's wider limit catches it."""
+    import time
+
+    from tests.conftest import LOOP_BLOCK_LIMIT_S
+
+    button = QPushButton("block")
+    qtbot.addWidget(button)
+    button.clicked.connect(lambda: time.sleep(LOOP_BLOCK_LIMIT_S + 0.1))
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    stalls = list(qapp.stalls)  # type: ignore[attr-defined]
+    assert stalls and stalls[0][0] >= LOOP_BLOCK_LIMIT_S
     qapp.stalls.clear()  # type: ignore[attr-defined]
