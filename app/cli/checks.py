@@ -1,6 +1,7 @@
 """``postroom smtp-test``, ``servers test``, ``domains verify`` and ``dns-check``.
 
-These are the live checks: each exits 0 only when everything passed.
+These are the live checks: each exits 0 only when everything passed. ``servers test`` and
+``domains verify`` are plain commands here; their groups' modules add them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import click
 
-from app.cli import State, emit, fail, json_option, main, pass_state, read_password_stdin
+from app.cli.base import State, emit, fail, json_option, main, pass_state, read_password_stdin
 
 # ---------------------------------------------------------------- SMTP
 
@@ -151,15 +152,6 @@ def servers_test(
     _finish_smtp(state, report, live is not None)
 
 
-def _register() -> None:
-    from app.cli import servers
-
-    servers.add_command(servers_test)
-
-
-_register()
-
-
 # ---------------------------------------------------------------- DNS
 
 
@@ -295,12 +287,3 @@ def dns_check(
     )
     emit(state, report.as_dict(), _dns_human)
     sys.exit(0 if report.status == "ok" else 1)
-
-
-def _register_domains() -> None:
-    from app.cli_domains import domains
-
-    domains.add_command(domains_verify)
-
-
-_register_domains()

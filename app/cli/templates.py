@@ -1,4 +1,4 @@
-"""``postroom templates|dns-settings|domains`` commands (registered on app.cli.main)."""
+"""``postroom templates``: DNS record templates (campaign and gateway)."""
 
 from __future__ import annotations
 
@@ -6,19 +6,7 @@ from typing import Any
 
 import click
 
-from app.cli import (
-    State,
-    emit,
-    fail,
-    json_option,
-    key_values,
-    main,
-    parse_assignments,
-    pass_state,
-    table,
-)
-
-KINDS = ("campaign", "gateway")
+from app.cli.base import KINDS, State, emit, fail, json_option, main, pass_state, table
 
 
 def _records_from_options(records: tuple[str, ...]) -> list[tuple[str, str, str]]:
@@ -41,9 +29,6 @@ def _records_human(data: dict[str, Any]) -> str:
         "  (no records: domains are enabled at once)"
     ]
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------- DNS templates
 
 
 @main.group()
@@ -201,160 +186,3 @@ def templates_preview(state: State, name: str, kind: str, domain: str) -> None:
         "records": [{"host": r.host, "type": r.type, "value": r.value} for r in rendered],
     }
     emit(state, data, _records_human)
-
-
-# ---------------------------------------------------------------- DNS settings
-
-
-@main.group("dns-settings")
-def dns_settings() -> None:
-    """Global DNS values: SPF include, DKIM, DMARC, CNAME targets, subdomain and prefixes."""
-
-
-@dns_settings.command("show")
-@json_option
-@pass_state
-def dns_settings_show(state: State) -> None:
-    """Show the effective DNS settings."""
-    from app.services.dns_settings import get_settings, settings_as_dict
-
-    with state.read() as session:
-        data = settings_as_dict(get_settings(session))
-    emit(state, data, key_values)
-
-
-@dns_settings.command("set")
-@click.argument("assignments", nargs=-1, required=True, metavar="KEY=VALUE...")
-@click.option("--expected-version", type=int)
-@json_option
-@pass_state
-def dns_settings_set(
-    state: State, assignments: tuple[str, ...], expected_version: int | None
-) -> None:
-    """Change DNS settings, e.g. `dkim_selector=key2 sender_domain_target=mailer.example.com`."""
-    from app.services.dns_settings import get_settings, settings_as_dict, update_settings
-
-    changes = parse_assignments(assignments)
-    with state.write() as session:
-        update_settings(session, changes, expected_version=expected_version)
-        data = settings_as_dict(get_settings(session))
-    emit(state, data, lambda d: "Updated DNS settings:\n" + key_values(d))
-
-
-# ---------------------------------------------------------------- sender domains
-
-
-@main.group()
-def domains() -> None:
-    """Sender domains and the DNS records they must publish."""
-
-
-def _domain_human(data: dict[str, Any]) -> str:
-    lines = [f"{data['domain']} ({data['kind']}, {data['status']}) of {data['user']}"]
-    if data["records"]:
-        lines.append("Publish these records:")
-        lines += [f"  {r['host']}  {r['type']}  {r['value']}" for r in data["records"]]
-    else:
-        lines.append("No records to publish: the template is empty.")
-    return "\n".join(lines)
-
-
-@domains.command("list")
-@click.option("--user", "username")
-@click.option("--status", type=click.Choice(["approval_pending", "enabled", "disabled"]))
-@click.option("--kind", type=click.Choice(KINDS))
-@json_option
-@pass_state
-def domains_list(state: State, username: str | None, status: str | None, kind: str | None) -> None:
-    """List sender domains."""
-    from app.services.sender_domains import domain_as_dict, list_sender_domains
-
-    with state.read() as session:
-        rows = [
-            domain_as_dict(d)
-            for d in list_sender_domains(session, username=username, status=status, kind=kind)
-        ]
-    emit(
-        state,
-        rows,
-        lambda r: table(
-            r,
-            [
-                ("domain", "DOMAIN"),
-                ("kind", "KIND"),
-                ("status", "STATUS"),
-                ("user", "USER"),
-                ("template", "TEMPLATE"),
-            ],
-        ),
-    )
-
-
-@domains.command("show")
-@click.argument("domain")
-@click.option("--kind", type=click.Choice(KINDS), default="campaign", show_default=True)
-@json_option
-@pass_state
-def domains_show(state: State, domain: str, kind: str) -> None:
-    """Show a sender domain and its records."""
-    from app.services.sender_domains import domain_as_dict, get_sender_domain
-
-    with state.read() as session:
-        data = domain_as_dict(get_sender_domain(session, domain, kind))
-    emit(state, data, _domain_human)
-
-
-@domains.command("add")
-@click.argument("domain")
-@click.option("--user", "username", required=True, help="The user who owns the domain.")
-@click.option("--kind", type=click.Choice(KINDS), default="campaign", show_default=True)
-@json_option
-@pass_state
-def domains_add(state: State, domain: str, username: str, kind: str) -> None:
-    """Create a sender domain; prints the records to publish."""
-    from app.services.sender_domains import create_sender_domain, domain_as_dict
-
-    with state.write() as session:
-        data = domain_as_dict(create_sender_domain(session, username, domain, kind=kind))
-    emit(state, data, _domain_human)
-
-
-@domains.command("delete")
-@click.argument("domain")
-@click.option("--kind", type=click.Choice(KINDS), default="campaign", show_default=True)
-@pass_state
-def domains_delete(state: State, domain: str, kind: str) -> None:
-    """Delete a sender domain."""
-    from app.services.sender_domains import delete_sender_domain
-
-    with state.write() as session:
-        delete_sender_domain(session, domain, kind)
-    click.echo(f"Deleted sender domain {domain!r}.")
-
-
-def _set_status(state: State, domain: str, kind: str, status: str) -> None:
-    from app.services.sender_domains import domain_as_dict, set_domain_status
-
-    with state.write() as session:
-        data = domain_as_dict(set_domain_status(session, domain, kind, status))
-    emit(state, data, lambda d: f"{d['domain']} is now {d['status']}.")
-
-
-@domains.command("enable")
-@click.argument("domain")
-@click.option("--kind", type=click.Choice(KINDS), default="campaign", show_default=True)
-@json_option
-@pass_state
-def domains_enable(state: State, domain: str, kind: str) -> None:
-    """Enable a sender domain by hand (skips DNS verification)."""
-    _set_status(state, domain, kind, "enabled")
-
-
-@domains.command("disable")
-@click.argument("domain")
-@click.option("--kind", type=click.Choice(KINDS), default="campaign", show_default=True)
-@json_option
-@pass_state
-def domains_disable(state: State, domain: str, kind: str) -> None:
-    """Disable a sender domain: it can no longer be chosen as a From domain."""
-    _set_status(state, domain, kind, "disabled")
