@@ -6,7 +6,10 @@ import asyncio
 import io
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -135,3 +138,19 @@ def test_format_parser_accepts_exactly_the_names(value: str) -> None:
     else:
         with pytest.raises(ValidationError, match=r"^--log-format: "):
             parse_log_format(value)
+
+
+def test_the_command_line_refuses_a_bad_level_in_one_sentence(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    run = subprocess.run(
+        [sys.executable, "-m", "app", "--log-level", "loud", "--database", url, "servers", "list"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        "postroom: --log-level: 'loud' is not a log level; "
+        "use one of debug, info, warning, error, critical."
+    ]
+    assert not (tmp_path / "db.sqlite3").exists()

@@ -30,6 +30,7 @@ from app.models.database import (
     resolve_database_url,
 )
 from app.services.errors import PostroomError
+from app.services.logs import configure_logging
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -183,6 +184,17 @@ class PostroomGroup(click.Group):
     help="Read the vault key from this file (mode 0600) instead of the keyring.",
 )
 @click.option("--json", "json_output", is_flag=True, help="Print JSON for every read.")
+@click.option(
+    "--log-level",
+    metavar="LEVEL",
+    help="debug, info, warning (default), error or critical; or set POSTROOM_LOG_LEVEL. "
+    "Log lines go to standard error.",
+)
+@click.option(
+    "--log-format",
+    metavar="FORMAT",
+    help="text (default) or json (one JSON object a line); or set POSTROOM_LOG_FORMAT.",
+)
 @click.version_option(__version__, prog_name="postroom")
 @click.pass_context
 def main(
@@ -191,8 +203,11 @@ def main(
     profile: str | None,
     vault_key_file: str | None,
     json_output: bool,
+    log_level: str | None,
+    log_format: str | None,
 ) -> None:
     """Postroom: delivery servers, user groups, DNS templates and sender domains."""
+    configure_logging(log_level, log_format)
     if vault_key_file:
         from app.services.secrets import set_vault_key_file
 
