@@ -331,6 +331,3 @@ async def auth_warnings(
     checks += [_check_dmarc(lookup, domain, h, via.get(h)) for h in dmarc_hosts if h not in failed]
     results = await asyncio.gather(*checks)
     return [warning for warnings in results for warning in warnings]
-
-
-# ---------------------------------------------------------------- one domain

@@ -273,6 +273,3 @@ async def find_authoritative_servers(
                 "Sender domain", f"{exc}; check the domain's delegation."
             ) from None
     return zone, list(servers)
-
-
-# ---------------------------------------------------------------- one record

@@ -54,11 +54,11 @@ def _relative(host: str, zone: str) -> str:
     return "@" if host == zone else host[: -len(zone) - 1]
 
 
-# ---------------------------------------------------------------- lookups
+# ---------------------------------------------------------------- one record
 
 
 @dataclass(frozen=True)
-class _Check:
+class _RecordCheck:
     """One record being checked: its names and values, and how a verdict is written down."""
 
     record: RecordLike
@@ -68,7 +68,7 @@ class _Check:
     shown: str  # the expected value as the user must enter it
 
     @classmethod
-    def of(cls, record: RecordLike) -> _Check:
+    def of(cls, record: RecordLike) -> _RecordCheck:
         rtype = record.type.strip().upper()
         return cls(
             record,
@@ -91,7 +91,7 @@ class _Check:
 
 
 async def _check_record(lookup: DnsLookup, domain: str, record: RecordLike) -> RecordReport:
-    check = _Check.of(record)
+    check = _RecordCheck.of(record)
     host, rtype, shown = check.host, check.rtype, check.shown
     answer = await lookup.query(domain, host, rtype, follow=rtype != "CNAME")
     if answer.error is not None:
@@ -136,7 +136,7 @@ async def _check_record(lookup: DnsLookup, domain: str, record: RecordLike) -> R
     return check.verdict([], "missing", detail)
 
 
-def _compare(check: _Check, found: list[str]) -> RecordReport:
+def _compare(check: _RecordCheck, found: list[str]) -> RecordReport:
     host, rtype, wanted = check.host, check.rtype, check.wanted
     if rtype == "TXT":
         kind = txt_kind(wanted)
@@ -176,7 +176,7 @@ async def _records_at(
 
 
 async def _flattened(
-    lookup: DnsLookup, check: _Check, others: dict[str, list[str]]
+    lookup: DnsLookup, check: _RecordCheck, others: dict[str, list[str]]
 ) -> RecordReport:
     host, target = check.host, check.wanted
     published = set(others.get("A", []) + others.get("AAAA", []))
@@ -217,6 +217,9 @@ async def _find_appended(
     return None
 
 
+# ---------------------------------------------------------------- one domain
+
+
 async def check_domain(
     lookup: DnsLookup,
     domain: str,
@@ -231,7 +234,7 @@ async def check_domain(
         detail = reason[0].upper() + reason[1:] + "."
         return DomainReport(
             domain=domain,
-            records=[_Check.of(r).verdict([], "lookup_failed", detail) for r in records],
+            records=[_RecordCheck.of(r).verdict([], "lookup_failed", detail) for r in records],
             error=str(exc),
         )
     reports = list(await asyncio.gather(*(_check_record(lookup, domain, r) for r in records)))
@@ -315,6 +318,3 @@ def render_template_for_check(
         random_token=token,
     )
     return rendered, settings
-
-
-# ---------------------------------------------------------------- stored domains
