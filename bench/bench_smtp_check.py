@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a plain s
 from aiosmtpd.smtp import SMTP as SmtpProtocol
 from aiosmtpd.smtp import Envelope, Session
 
-from app.services.smtp_check import TEST_LOCAL_PART, TEST_SUBJECT, SmtpTarget, run_smtp_check
+from app.services.smtp_check import TEST_LOCAL_PART, TEST_SUBJECT, run_smtp_check
+from app.services.smtp_report import SmtpTarget
 from tests.smtp_peers import (
     LOCALHOST,
     SERVER_NAME,

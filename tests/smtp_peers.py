@@ -373,3 +373,25 @@ async def greet_421(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) 
 async def stay_silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """Accept, never greet, and wait for the client to give up."""
     await reader.read()
+
+
+EHLO_FLOOD_LINES = 100_000
+
+
+async def flood_ehlo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Greet, then answer EHLO with a 100,000-line reply, as a broken or hostile server.
+
+    Written in chunks with drain(), so the peer stops as soon as the client closes (drain
+    raises ConnectionError, which ``start_raw`` expects) instead of buffering megabytes.
+    """
+    writer.write(b"220 mail.postroom.test ESMTP flood\r\n")
+    await writer.drain()
+    if not await reader.readline():  # EHLO; an empty read means the client left
+        return
+    chunk = b"250-" + b"X" * 60 + b"\r\n"
+    for _ in range(EHLO_FLOOD_LINES // 1000):
+        writer.write(chunk * 1000)
+        await writer.drain()
+    writer.write(b"250 OK\r\n")
+    await writer.drain()
+    await reader.read()  # until the client closes the connection

@@ -208,3 +208,67 @@ async def test_servers_test_records_the_result(
     code, out, _ = await postroom("--database", sqlite_url, "servers", "list", "--json", env=env)
     assert json.loads(out)[0]["last_test_status"] == "failed"
     assert PASSWORD not in out
+
+
+@pytest.fixture
+async def plain_peer() -> AsyncIterator[tuple[Peer, RecordingHandler]]:
+    handler = RecordingHandler()
+    peer = await start_smtp(handler)
+    yield peer, handler
+    await peer.stop()
+
+
+def assert_one_sentence(code: int, out: str, err: str, *, starts: str) -> None:
+    assert code != 0
+    assert out == ""
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"postroom: {starts}")
+    assert lines[0].endswith(".")
+
+
+@pytest.mark.parametrize("timeout", ["inf", "1e308", "1e9", "0", "-1", "nan"])
+async def test_smtp_test_refuses_unusable_timeouts(
+    plain_peer: tuple[Peer, RecordingHandler], timeout: str
+) -> None:
+    # inf, 1e308 and 1e9 never returned; 0, -1 and nan ended in tracebacks.
+    peer, _handler = plain_peer
+    code, out, err = await postroom(
+        "smtp-test",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(peer.port),
+        "--encryption",
+        "none",
+        "--timeout",
+        timeout,
+    )
+    assert_one_sentence(code, out, err, starts="Timeout: must be a number of seconds")
+    assert "from 1 to 600" in err
+    assert peer.connections == []
+
+
+@pytest.mark.parametrize(
+    ("option", "field"), [("--mail-from", "Mail From"), ("--rcpt", "Recipient")]
+)
+async def test_smtp_test_refuses_line_breaks_in_the_envelope(
+    plain_peer: tuple[Peer, RecordingHandler], option: str, field: str
+) -> None:
+    # Before: --mail-from was cut at the line break and the test passed; --rcpt raised at DATA.
+    peer, handler = plain_peer
+    code, out, err = await postroom(
+        "smtp-test",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(peer.port),
+        "--encryption",
+        "none",
+        option,
+        "probe@postroom.test\r\nRCPT TO:<victim@example.net>",
+    )
+    assert_one_sentence(code, out, err, starts=f"{field}: contains the character U+000D")
+    assert peer.connections == []
+    assert handler.envelopes == []

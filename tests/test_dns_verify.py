@@ -48,20 +48,20 @@ from app.models import (
     UserGroup,
 )
 from app.models.database import Database
-from app.services import dns_verify, dns_wire, sender_domains
+from app.services import dns_auth_checks, dns_records, dns_wire, sender_domains
+from app.services.dns_lookup import Discovery, find_authoritative_servers
+from app.services.dns_record_checks import (
+    check_template_adhoc,
+    render_template_for_check,
+    verify_records,
+)
+from app.services.dns_records import DomainReport, ExpectedRecord
 from app.services.dns_settings import EffectiveDnsSettings, update_settings
 from app.services.dns_templates import RenderedRecord, render_records
 from app.services.dns_verify import (
-    Discovery,
-    DomainReport,
-    ExpectedRecord,
-    check_template_adhoc,
-    find_authoritative_servers,
     recheck_enabled,
     recheck_enabled_once,
-    render_template_for_check,
     verify_many,
-    verify_records,
     verify_sender_domain,
 )
 from app.services.errors import NotFoundError, ValidationError
@@ -453,11 +453,11 @@ def test_dkim_key_forms() -> None:
     ed_key = base64.b64encode(
         ed25519.Ed25519PrivateKey.generate().public_key().public_bytes_raw()
     ).decode()
-    assert dns_verify._dkim_key_problem(f"v=DKIM1; k=ed25519; p={ed_key}") is None
-    assert dns_verify._dkim_key_problem(DKIM_RECORD) is None
-    assert dns_verify._dkim_key_problem("v=DKIM1; k=rsa; p=")[0] == "revoked"  # type: ignore[index]
-    assert dns_verify._dkim_key_problem("v=DKIM1; k=rsa; p=%%%")[0] == "bad_key"  # type: ignore[index]
-    assert dns_verify._dkim_key_problem("v=DKIM2; p=" + DKIM_KEY)[0] == "bad_key"  # type: ignore[index]
+    assert dns_auth_checks._dkim_key_problem(f"v=DKIM1; k=ed25519; p={ed_key}") is None
+    assert dns_auth_checks._dkim_key_problem(DKIM_RECORD) is None
+    assert dns_auth_checks._dkim_key_problem("v=DKIM1; k=rsa; p=")[0] == "revoked"  # type: ignore[index]
+    assert dns_auth_checks._dkim_key_problem("v=DKIM1; k=rsa; p=%%%")[0] == "bad_key"  # type: ignore[index]
+    assert dns_auth_checks._dkim_key_problem("v=DKIM2; p=" + DKIM_KEY)[0] == "bad_key"  # type: ignore[index]
 
 
 # ---------------------------------------------------------------- lookups
@@ -506,7 +506,7 @@ async def test_domain_outside_any_served_zone(ns: tuple[str, int]) -> None:
 
 @given(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FF), max_size=700))
 def test_pasted_zone_form_means_the_joined_text(value: str) -> None:
-    assert dns_verify._expected_text("TXT", quote_txt(value)) == value
+    assert dns_records.expected_text("TXT", quote_txt(value)) == value
 
 
 # ---------------------------------------------------------------- the wire reader

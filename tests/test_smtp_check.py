@@ -17,17 +17,10 @@ from sqlalchemy import select
 
 from app.models import AuditEntry, DeliveryServer, TestStatus
 from app.models.database import Database
-from app.services import servers
-from app.services.errors import SmtpStageFailed, VaultKeyError
-from app.services.smtp_check import (
-    SmtpCheckReport,
-    SmtpTarget,
-    StageResult,
-    _Redactor,
-    record_result,
-    run_smtp_check,
-    target_for_server,
-)
+from app.services import servers, validation
+from app.services.errors import SmtpStageFailed, ValidationError, VaultKeyError
+from app.services.smtp_check import record_result, run_smtp_check, target_for_server
+from app.services.smtp_report import PasswordRedactor, SmtpCheckReport, SmtpTarget, StageResult
 from tests.smtp_peers import (
     EXPIRED_ON,
     LOCALHOST,
@@ -37,6 +30,7 @@ from tests.smtp_peers import (
     Peer,
     Pki,
     RecordingHandler,
+    flood_ehlo,
     greet_421,
     make_pki,
     server_context,
@@ -45,7 +39,7 @@ from tests.smtp_peers import (
     stay_silent,
 )
 
-SHORT = 0.4  # seconds: the timeout of tests that wait for a timeout to happen
+SHORT = 1.0  # seconds: the timeout of tests that wait for one; the least a target accepts
 NORMAL = 5.0  # seconds: everything answers at once on 127.0.0.1; this only bounds a hang
 USERNAME = "mailer@postroom.test"
 PASSWORD = "Zq7!distinctive-Pa55word-4f1e"
@@ -464,7 +458,7 @@ async def test_dns_failure() -> None:
 def test_redaction_leaves_no_password_in_any_text(password: str, before: str, after: str) -> None:
     # What a server could echo back: the password itself or the AUTH PLAIN payload.
     plain = base64.b64encode(b"\0" + USERNAME.encode() + b"\0" + password.encode()).decode()
-    redact = _Redactor(USERNAME, password)
+    redact = PasswordRedactor(USERNAME, password)
     for text in (before + password + after, f"{before}{plain}{after}", password * 3):
         assert password not in redact(text)
         assert plain not in redact(text)
@@ -564,3 +558,100 @@ async def test_record_result_of_a_failure(
         row = servers.get_server(s, "Down")
         assert row.last_test_status == TestStatus.FAILED
         assert json.loads(row.last_test_report or "{}")["failed_stage"] == "connect"
+
+
+# --------------------------------------------------------------------------- refused input
+
+TIMEOUT_REFUSAL = "Timeout: must be a number of seconds from 1 to 600."
+UNUSABLE_TIMEOUTS = [float("inf"), "inf", 1e308, "1e308", 1e9, 0, -1, "-1", float("nan"), "nan"]
+
+
+@pytest.mark.parametrize("timeout", UNUSABLE_TIMEOUTS, ids=repr)
+def test_unusable_timeout_is_refused_in_one_sentence(timeout: object) -> None:
+    # inf and 1e308 never returned (no stage could time out); 0, -1 and nan were tracebacks.
+    with pytest.raises(ValidationError) as refused:
+        SmtpTarget(LOCALHOST, 25, "none", timeout=timeout)  # type: ignore[arg-type]
+    assert str(refused.value) == TIMEOUT_REFUSAL
+
+
+@pytest.mark.parametrize("timeout", [1, 1.0, 2.5, "30", 600])
+def test_timeouts_stored_servers_allow_are_accepted(timeout: object) -> None:
+    smtp_target = SmtpTarget(LOCALHOST, 25, "none", timeout=timeout)  # type: ignore[arg-type]
+    assert smtp_target.timeout == float(timeout)  # type: ignore[arg-type]
+    assert isinstance(smtp_target.timeout, float)
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True) | st.integers())
+def test_smtp_timeout_accepts_exactly_the_stored_range(value: float) -> None:
+    in_range = 1 <= value <= 600  # False for NaN
+    for given_as in (value, str(value)):
+        if in_range:
+            assert validation.smtp_timeout(given_as) == float(value)
+        else:
+            with pytest.raises(ValidationError) as refused:
+                validation.smtp_timeout(given_as)
+            assert str(refused.value) == TIMEOUT_REFUSAL
+
+
+@given(st.one_of(st.booleans(), st.none(), st.text().filter(lambda t: not _is_number(t))))
+def test_smtp_timeout_refuses_what_is_not_a_number(value: object) -> None:
+    with pytest.raises(ValidationError) as refused:
+        validation.smtp_timeout(value)
+    assert str(refused.value) == TIMEOUT_REFUSAL
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+SMUGGLED = [
+    "probe@postroom.test\r\nRCPT TO:<victim@example.net>",
+    "probe@postroom.test\n",
+    "probe@postroom.test\r",
+    "probe@\x00postroom.test",
+]
+
+
+@pytest.mark.parametrize("address", SMUGGLED, ids=repr)
+@pytest.mark.parametrize(("option", "field"), [("mail_from", "Mail From"), ("rcpt", "Recipient")])
+async def test_line_breaks_in_envelope_are_refused_before_connecting(
+    peers: list[Peer], option: str, field: str, address: str
+) -> None:
+    # Before: --mail-from was cut at the line break and the test passed; --rcpt raised at DATA.
+    handler = RecordingHandler()
+    peers.append(peer := await start_smtp(handler))
+    with pytest.raises(ValidationError) as refused:
+        await check(target(peer), **{option: address})
+    assert refused.value.field == field
+    assert str(refused.value).startswith(f"{field}: contains the character U+00")
+    assert "\n" not in str(refused.value) and "\r" not in str(refused.value)
+    assert peer.connections == []  # nothing was sent, not even a connection made
+    assert handler.envelopes == []
+
+
+async def test_plain_addresses_still_reach_the_server(peers: list[Peer]) -> None:
+    handler = RecordingHandler()
+    peers.append(peer := await start_smtp(handler))
+    report = await check(target(peer), mail_from=" probe@postroom.test ", rcpt=RCPT)
+    assert report.ok, report.hint
+    assert handler.envelopes[0].mail_from == "probe@postroom.test"
+    assert handler.envelopes[0].rcpt_tos == [RCPT]
+
+
+async def test_endless_ehlo_reply_is_named_for_what_it_is(peers: list[Peer]) -> None:
+    # A 100,000-line EHLO reply (tests.smtp_peers.flood_ehlo) was hinted "refused ehlo with -1".
+    peers.append(peer := await start_raw(flood_ehlo))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    report = await check(target(peer))
+    assert loop.time() - started < NORMAL  # the client stops reading; it does not wait out
+    assert report.failed_stage == "ehlo"
+    assert names(report) == ["resolve", "connect", "banner", "ehlo"]
+    assert report.hint is not None
+    assert "refused" not in report.hint and "-1" not in report.hint
+    assert report.hint.startswith("The server's reply to EHLO was too long to be an SMTP reply")
+    assert f"port {peer.port}" in report.hint

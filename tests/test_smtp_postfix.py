@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from app.services.smtp_check import SmtpTarget, StageResult, run_smtp_check
+from app.services.smtp_check import run_smtp_check
+from app.services.smtp_report import SmtpTarget, StageResult
 from tests.conftest import peer_missing
 from tests.smtp_peers import LOCALHOST, SERVER_NAME, make_ca, make_leaf
 

@@ -275,15 +275,13 @@ def dns_check(
     state: State, domain: str, template_name: str, kind: str, nameserver: str | None
 ) -> None:
     """Check DOMAIN against a template's records without storing anything."""
-    from app.services import dns_verify
+    from app.services.dns_record_checks import check_template_adhoc, render_template_for_check
 
     server = parse_nameserver(nameserver)
     with state.read() as session:
-        rendered, settings = dns_verify.render_template_for_check(
-            session, domain, template_name, kind
-        )
+        rendered, settings = render_template_for_check(session, domain, template_name, kind)
     report = asyncio.run(
-        dns_verify.check_template_adhoc(domain, rendered, nameserver=server, settings=settings)
+        check_template_adhoc(domain, rendered, nameserver=server, settings=settings)
     )
     emit(state, report.as_dict(), _dns_human)
     sys.exit(0 if report.status == "ok" else 1)

@@ -9,7 +9,7 @@ the answer records of the types a template can hold, and the authority section's
 and NS presence. tests/test_dns_verify.py cross-checks this reader against ``dns.message``
 with property tests on generated messages, and feeds it damaged and arbitrary bytes.
 
-dnspython still does the rest: finding zones and their servers (in dns_verify), the TCP
+dnspython still does the rest: finding zones and their servers (in dns_lookup), the TCP
 fallback for truncated answers, and names that need escaping, IDNA or length checks
 (``dns.name``).
 
@@ -69,6 +69,11 @@ def norm(name: str | dns.name.Name) -> str:
     """A name as compared: lower case, no trailing dot (DNS names are case-insensitive)."""
     text = name.to_text(omit_final_dot=True) if isinstance(name, dns.name.Name) else name
     return text.strip().rstrip(".").lower()
+
+
+def is_under(name: str, zone: str) -> bool:
+    """Is the normalised ``name`` the zone itself or a name below it?"""
+    return name == zone or name.endswith("." + zone)
 
 
 @functools.lru_cache(maxsize=4096)

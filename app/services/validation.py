@@ -341,8 +341,47 @@ def optional_limit(value: object, field: str) -> int | None:
     return number or None
 
 
+# An SMTP timeout, stored or given for one test: long enough for a slow server far away,
+# short enough that a silent one cannot hold a test (and a send engine worker) for good.
+SMTP_TIMEOUT_MIN = 1
+SMTP_TIMEOUT_MAX = 600
+
+
 def timeout_seconds(value: object, field: str = "Timeout") -> int:
-    return bounded_int(value, field, minimum=1, maximum=600)
+    return bounded_int(value, field, minimum=SMTP_TIMEOUT_MIN, maximum=SMTP_TIMEOUT_MAX)
+
+
+def smtp_timeout(value: object, field: str = "Timeout") -> float:
+    """Seconds per SMTP test stage: the stored servers' range, fractions allowed."""
+    refusal = ValidationError(
+        field, f"must be a number of seconds from {SMTP_TIMEOUT_MIN} to {SMTP_TIMEOUT_MAX}."
+    )
+    if isinstance(value, bool):
+        raise refusal
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise refusal from None
+    if not isinstance(value, int | float):
+        raise refusal
+    # A comparison, not math.isfinite(): NaN fails every comparison and so is refused too,
+    # and an int too large for a float is compared exactly.
+    if not SMTP_TIMEOUT_MIN <= value <= SMTP_TIMEOUT_MAX:
+        raise refusal
+    return float(value)
+
+
+def envelope_address(value: object, field: str) -> str:
+    """An address for MAIL FROM or RCPT TO as given: one line, nothing else checked.
+
+    CR or LF would end the SMTP command early and smuggle in another (SMTP injection);
+    the address itself is the server's to judge, since finding out is what a test is for.
+    """
+    text = no_control_chars(_as_text(value, field), field).strip()
+    if not text:
+        raise ValidationError(field, "must not be empty; give an address like name@example.com.")
+    return text
 
 
 def email_address(value: object, field: str = "Email") -> str:

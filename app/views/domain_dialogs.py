@@ -47,7 +47,7 @@ from sqlalchemy.orm import Session
 
 from app.models import DomainStatus, SenderDomain, TemplateKind, User, UserGroup
 from app.services import dns_verify, validation
-from app.services.dns_verify import DomainReport
+from app.services.dns_records import DomainReport
 from app.services.errors import ValidationError
 from app.services.sender_domains import create_sender_domain, domain_as_dict, get_sender_domain
 from app.views import theme

@@ -28,7 +28,7 @@ from app.services import servers, validation
 from app.services.coerce import boolean
 from app.services.errors import ValidationError
 from app.services.servers import FIELDS, PasswordCipher
-from app.services.smtp_check import SmtpTarget
+from app.services.smtp_report import SmtpTarget
 from app.views import theme
 from app.views.context import AppContext
 from app.views.forms import EditorDialog, Form

@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 
 from app.services import smtp_check, validation
 from app.services.errors import ValidationError
-from app.services.smtp_check import SmtpCheckReport, SmtpTarget, StageResult, TlsInfo
+from app.services.smtp_report import SmtpCheckReport, SmtpTarget, StageResult, TlsInfo
 from app.views import theme
 from app.views.context import AppContext
 from app.views.forms import error_label
