@@ -27,10 +27,6 @@ from app.services.profiles import (
 )
 from app.services.secrets import MemoryKeyring
 
-class VolatileStore(MemoryKeyring):
-    """An in-memory keyring the tests did not admit (its module says memory)."""
-
-
 PASSWORD = "Tr0ub4dor&3:/@?#zq"  # characters that need escaping in a URL
 URL = URL_TYPE.create(
     "postgresql+psycopg",
@@ -215,17 +211,3 @@ def test_damaged_file_is_a_clear_error(content: str) -> None:
     with pytest.raises(ValidationError) as caught:
         list_profiles()
     assert str(path) in caught.value.message
-
-
-@pytest.mark.parametrize("backend", [fail.Keyring(), VolatileStore()], ids=["fail", "volatile"])
-def test_refusal_names_the_alternatives_for_a_profile_password(backend: object) -> None:
-    keyring.set_keyring(backend)  # type: ignore[arg-type]
-    with pytest.raises(SecretsUnavailable) as caught:
-        save_profile("prod", URL)
-    message = caught.value.message
-    assert message.startswith("No usable keyring was found")
-    assert "without its password" in message
-    assert "POSTROOM_DATABASE_URL" in message
-    assert "\n" not in message and ". " not in message.rstrip(".")
-    assert PASSWORD not in message
-    assert not profiles_path().exists()
