@@ -190,7 +190,7 @@ def main(
 ) -> None:
     """Postroom: delivery servers, user groups, DNS templates and sender domains."""
     if vault_key_file:
-        from app.services.secrets import set_vault_key_file
+        from app.services.vault import set_vault_key_file
 
         set_vault_key_file(vault_key_file)
     state = ctx.ensure_object(State)
@@ -344,7 +344,7 @@ def servers_show(state: State, name: str) -> None:
 
 
 def _vault(session: Session) -> Any:
-    from app.services.secrets import open_vault
+    from app.services.vault import open_vault
 
     return open_vault(session, create=True)
 

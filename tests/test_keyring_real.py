@@ -56,7 +56,8 @@ import sys
 
 from app.models.database import Database
 from app.services.errors import PostroomError
-from app.services.secrets import SecretStore, keyring_status, open_vault, vault_key_id
+from app.services.keyring_store import SecretStore, keyring_status
+from app.services.vault import open_vault, vault_key_id
 
 mode, url, secret = sys.argv[1:4]
 out = {}

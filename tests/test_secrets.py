@@ -1,4 +1,4 @@
-"""Keyring facade, vault encryption and the per-database vault key."""
+"""Keyring facade (keyring_store), vault encryption and the per-database vault key (vault)."""
 
 from __future__ import annotations
 
@@ -20,22 +20,20 @@ from sqlalchemy import delete, select
 
 from app.models import Installation
 from app.models.database import Database
-from app.services import secrets
+from app.services import vault as vault_module
 from app.services.errors import SecretsUnavailable, VaultKeyError
-from app.services.secrets import (
-    KeyringStatus,
-    MemoryKeyring,
-    SecretStore,
+from app.services.keyring_store import KeyringStatus, SecretStore, keyring_status
+from app.services.vault import (
     Vault,
     export_vault_key,
     generate_vault_key,
     import_vault_key,
-    keyring_status,
     open_vault,
     set_vault_key_file,
     vault_key_id,
 )
 from tests.conftest import make_database_url
+from tests.memory_keyring import MemoryKeyring
 
 KEYRING_MISMATCH = (
     "The vault key for this database does not match; import the right one with "
@@ -621,7 +619,7 @@ def _race_with(
     monkeypatch: pytest.MonkeyPatch, db: Database, other: Callable[[Database], None]
 ) -> None:
     """Run ``other`` right after open_vault read the installation row, before it writes."""
-    real_find_key = secrets._find_key
+    real_find_key = vault_module._find_key
     raced = False
 
     def find_key_then_race(*args: Any, **kwargs: Any) -> Any:
@@ -632,7 +630,7 @@ def _race_with(
             other(db)
         return found
 
-    monkeypatch.setattr(secrets, "_find_key", find_key_then_race)
+    monkeypatch.setattr(vault_module, "_find_key", find_key_then_race)
 
 
 def _other_workstation_creates_key(db: Database) -> None:
