@@ -9,7 +9,6 @@ stays out of the way, and every step crosses a real process and D-Bus boundary.
 from __future__ import annotations
 
 import json
-import os
 import select
 import shutil
 import subprocess
@@ -24,10 +23,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import peer_missing
+from tests.keyring_env import REPO_ROOT, isolated_env
 
 pytestmark = pytest.mark.keyring_real
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 SECRETS_BUS_NAME = "org.freedesktop.secrets"
 STARTUP_TIMEOUT = 15.0  # seconds; the daemons are normally up in well under one
 KEYRING_PASSWORD = b"postroom-test-login-password"
@@ -102,27 +101,6 @@ class SecretService:
     daemon_log: Path
 
 
-def _base_env(root: Path) -> dict[str, str]:
-    home = root / "home"
-    runtime = root / "run"
-    home.mkdir()
-    runtime.mkdir(mode=0o700)
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("POSTROOM_", "DBUS_", "PYTHON_KEYRING", "KEYRING_"))
-    }
-    env.update(
-        HOME=str(home),
-        XDG_DATA_HOME=str(home / ".local" / "share"),
-        XDG_CONFIG_HOME=str(home / ".config"),
-        XDG_RUNTIME_DIR=str(runtime),
-        PYTHONPATH=str(REPO_ROOT),
-        PYTHONDONTWRITEBYTECODE="1",
-    )
-    return env
-
-
 def _read_bus_address(bus: subprocess.Popen[str], deadline: float) -> str:
     assert bus.stdout is not None
     ready, _, _ = select.select([bus.stdout], [], [], max(0.0, deadline - time.monotonic()))
@@ -190,7 +168,7 @@ def running_secret_service(root: Path) -> Iterator[SecretService]:
         peer_missing(f"{missing} is not installed (Debian: dbus, gnome-keyring)")
         return
     root.mkdir(exist_ok=True)
-    env = _base_env(root)
+    env = isolated_env(root)
     config = root / "bus.conf"
     config.write_text(BUS_CONFIG.format(socket_dir=root), encoding="utf-8")
     deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -325,7 +303,7 @@ def test_secret_service_not_running_is_secrets_unavailable(tmp_path: Path) -> No
     """Forced to the Secret Service with no bus behind it: refused, not crashed."""
     root = tmp_path / "no-bus"
     root.mkdir()
-    env = _base_env(root)
+    env = isolated_env(root)
     env["DBUS_SESSION_BUS_ADDRESS"] = f"unix:path={root / 'no-such-bus'}"
     result = run_helper(env, "get", "sqlite://", "unused")
     usable, backend, reason = result["status"]

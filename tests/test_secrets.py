@@ -20,6 +20,7 @@ from sqlalchemy import delete, select
 
 from app.models import Installation
 from app.models.database import Database
+from app.services import keyring_store
 from app.services import vault as vault_module
 from app.services.errors import SecretsUnavailable, VaultKeyError
 from app.services.keyring_store import KeyringStatus, SecretStore, keyring_status
@@ -165,6 +166,52 @@ def test_memory_keyring_is_usable(memory_keyring: keyring.backend.KeyringBackend
     status = keyring_status()
     assert status == KeyringStatus(usable=True, backend=status.backend, reason=None)
     assert "memory" in status.backend
+
+
+class VolatileMemoryStore(keyring.backend.KeyringBackend):
+    """A third-party style in-memory keyring: its name says it forgets at exit."""
+
+    priority = -10
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.values.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.values[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.values.pop((service, username), None)
+
+
+def test_a_keyring_that_forgets_at_exit_is_refused(sqlite_database: Database) -> None:
+    backend = VolatileMemoryStore()
+    keyring.set_keyring(backend)
+    status = keyring_status()
+    assert not status.usable
+    assert status.reason is not None and "lost when Postroom exits" in status.reason
+    with pytest.raises(SecretsUnavailable) as caught:
+        SecretStore().set("profile:prod", "secret")
+    assert_one_sentence(caught.value.message)
+    with sqlite_database.transaction() as session, pytest.raises(SecretsUnavailable):
+        open_vault(session)
+    assert backend.values == {}
+    assert vault_check(sqlite_database) is None
+
+
+def test_the_test_keyring_is_only_usable_through_the_explicit_hook(
+    memory_keyring: MemoryKeyring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(keyring_store, "_volatile_backends_allowed", set())
+    assert not keyring_status().usable
+    with pytest.raises(SecretsUnavailable):
+        SecretStore().set("vault-key:x", "secret")
+    assert memory_keyring._store == {}
+    keyring_store.allow_volatile_backend(MemoryKeyring)
+    assert keyring_status().usable
 
 
 def test_fail_backend_is_unusable_and_store_says_so_in_one_sentence() -> None:

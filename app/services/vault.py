@@ -449,38 +449,44 @@ def reset_vault(
     else:
         secrets.ensure_usable()  # before anything is written
         vault = Vault(generate_vault_key())
-    # Lock the installation row first: a workstation creating or importing a key at the
-    # same moment waits for this reset instead of claiming a check it then overwrites.
-    _current_check(session, row.id)
-    cleared: list[ClearedPassword] = []
-    for server in _servers_with_password(session, lock=True):
-        server.password_encrypted = None  # the versioned update tells open editors
-        audit.record(
-            session,
-            "update",
-            "delivery_server",
-            server.name,
-            {"password_cleared_by": "vault reset"},
-            actor=actor,
-        )
-        cleared.append(ClearedPassword("delivery_server", server.name))
-    session.connection().execute(
-        update(Installation).where(Installation.id == row.id).values(vault_check=vault.make_check())
-    )
-    _forget_loaded_check(session, row.id)
     key_id = _key_name(row.installation_id)
     source = explicit.source if explicit is not None else "keyring"
-    audit.record(
-        session,
-        "reset",
-        VAULT_ENTITY,
-        key_id,
-        {"key_source": source, "cleared_passwords": [f"{c.entity} {c.name}" for c in cleared]},
-        actor=actor,
-    )
-    # Every database write is sent before the key is saved, so a refused write leaves
-    # the keyring as it was; the keyring comes last, like when a vault is created.
-    session.flush()
-    if explicit is None:
-        secrets.set(key_id, vault.key)
+    cleared: list[ClearedPassword] = []
+    # A savepoint, so that a keyring that refuses the new key undoes the whole reset even
+    # if the caller catches the error and commits: a check for a key nobody holds, with
+    # the passwords gone, would help no one.
+    with session.begin_nested():
+        # Lock the installation row first: a workstation creating or importing a key at
+        # the same moment waits for this reset instead of claiming a check it overwrites.
+        _current_check(session, row.id)
+        for server in _servers_with_password(session, lock=True):
+            server.password_encrypted = None  # the versioned update tells open editors
+            audit.record(
+                session,
+                "update",
+                "delivery_server",
+                server.name,
+                {"password_cleared_by": "vault reset"},
+                actor=actor,
+            )
+            cleared.append(ClearedPassword("delivery_server", server.name))
+        session.connection().execute(
+            update(Installation)
+            .where(Installation.id == row.id)
+            .values(vault_check=vault.make_check())
+        )
+        _forget_loaded_check(session, row.id)
+        audit.record(
+            session,
+            "reset",
+            VAULT_ENTITY,
+            key_id,
+            {"key_source": source, "cleared_passwords": [f"{c.entity} {c.name}" for c in cleared]},
+            actor=actor,
+        )
+        # Every database write is sent before the key is saved, so a refused write
+        # leaves the keyring as it was; the keyring comes last, as when a vault is created.
+        session.flush()
+        if explicit is None:
+            secrets.set(key_id, vault.key)
     return VaultReset(key_id=key_id, key_source=source, cleared=tuple(cleared))
