@@ -56,7 +56,7 @@ import sys
 from app.models.database import Database
 from app.services.errors import PostroomError
 from app.services.keyring_store import SecretStore, keyring_status
-from app.services.vault import open_vault, vault_key_id
+from app.services.vault import open_vault, reset_vault, vault_key_id
 
 mode, url, secret = sys.argv[1:4]
 out = {}
@@ -84,6 +84,16 @@ try:
         with db.transaction() as session:
             vault = open_vault(session, create=False)
             out["decrypted"] = vault.decrypt(sys.argv[4])
+        out["vault_key"] = vault.key
+        db.dispose()
+    elif mode == "reset":
+        db = Database(url)
+        with db.transaction() as session:
+            result = reset_vault(session)
+        with db.transaction() as session:
+            vault = open_vault(session, create=False)
+            out["token"] = vault.encrypt(secret)
+        out["key_source"] = result.key_source
         out["vault_key"] = vault.key
         db.dispose()
     elif mode == "get":
@@ -314,3 +324,21 @@ def test_secret_service_not_running_is_secrets_unavailable(tmp_path: Path) -> No
     assert name == "SecretsUnavailable"
     assert "\n" not in message
     assert "POSTROOM_VAULT_KEY" in message
+
+
+def test_vault_reset_saves_the_new_key_in_gnome_keyring(secret_service: SecretService) -> None:
+    secret = "reset-secret-5d2e"
+    url = f"sqlite:///{secret_service.root / 'home' / 'reset.sqlite3'}"
+    written = run_helper(secret_service.env, "write", url, secret)
+    assert "error" not in written, written
+
+    reset = run_helper(secret_service.env, "reset", url, secret)
+    assert "error" not in reset, reset
+    assert reset["key_source"] == "keyring"
+    assert reset["vault_key"] != written["vault_key"]
+
+    # Another process finds the new key in the Secret Service, and only the new key works.
+    read = run_helper(secret_service.env, "read", url, secret, reset["token"])
+    assert "error" not in read, read
+    assert read["vault_key"] == reset["vault_key"]
+    assert read["decrypted"] == secret
