@@ -38,6 +38,26 @@ class MemoryKeyring(KeyringBackend):
             raise PasswordDeleteError(f"no secret for {service}/{username}") from None
 
 
+class UnadmittedMemoryKeyring(KeyringBackend):
+    """Another in-memory keyring, never passed to ``allow_volatile_backend``: what a
+    third-party memory backend looks like to the facade, which must refuse it."""
+
+    priority = -10
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.values.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.values[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.values.pop((service, username), None)
+
+
 def install() -> MemoryKeyring:
     """Make a new, empty memory keyring the active one, and let the facade use it."""
     allow_volatile_backend(MemoryKeyring)

@@ -34,7 +34,7 @@ from app.services.vault import (
     vault_key_id,
 )
 from tests.conftest import make_database_url
-from tests.memory_keyring import MemoryKeyring
+from tests.memory_keyring import MemoryKeyring, UnadmittedMemoryKeyring
 
 KEYRING_MISMATCH = (
     "The vault key for this database does not match; import the right one with "
@@ -168,27 +168,8 @@ def test_memory_keyring_is_usable(memory_keyring: keyring.backend.KeyringBackend
     assert "memory" in status.backend
 
 
-class VolatileMemoryStore(keyring.backend.KeyringBackend):
-    """A third-party style in-memory keyring: its name says it forgets at exit."""
-
-    priority = -10
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.values: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.values.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.values[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        self.values.pop((service, username), None)
-
-
 def test_a_keyring_that_forgets_at_exit_is_refused(sqlite_database: Database) -> None:
-    backend = VolatileMemoryStore()
+    backend = UnadmittedMemoryKeyring()
     keyring.set_keyring(backend)
     status = keyring_status()
     assert not status.usable
