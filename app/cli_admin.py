@@ -155,7 +155,7 @@ def vault_reset(state: State, yes: bool) -> None:
             )
         click.echo(
             f"A new vault key will be made and {len(pending)} stored password(s) cleared: "
-            + (", ".join(f"{p.entity.replace('_', ' ')} {p.name}" for p in pending) or "none")
+            + (", ".join(p.describe() for p in pending) or "none")
         )
         click.confirm("Reset the vault?", abort=True)
     with state.write() as session:
@@ -172,7 +172,7 @@ def vault_reset(state: State, yes: bool) -> None:
             "Enter these passwords again (e.g. `postroom servers edit NAME --password-stdin`):"
         )
         for cleared in result.cleared:
-            click.echo(f"  {cleared.entity.replace('_', ' ')} {cleared.name}")
+            click.echo(f"  {cleared.describe()}")
     else:
         click.echo("No stored password was cleared.")
 

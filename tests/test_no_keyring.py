@@ -262,3 +262,11 @@ def test_lost_explicit_key_then_documented_reset(
         run(headless_env, "audit", "--json", "--entity", "vault", url=sqlite_url).stdout
     )
     assert [(e["action"], e["entity"]) for e in audit] == [("reset", "vault")]
+
+    human = run(headless_env, "vault", "reset", "--yes", url=sqlite_url)
+    assert human.returncode == 0, human.stderr
+    assert human.stdout.splitlines() == [
+        "Started a new vault for this database; its key is the one in POSTROOM_VAULT_KEY.",
+        "Enter these passwords again (e.g. `postroom servers edit NAME --password-stdin`):",
+        "  delivery server 'Alpha'",
+    ]

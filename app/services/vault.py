@@ -390,6 +390,10 @@ class ClearedPassword:
     entity: str  # as the audit log names it, e.g. "delivery_server"
     name: str
 
+    def describe(self) -> str:
+        """``delivery server 'Relay'``, for people."""
+        return f"{self.entity.replace('_', ' ')} {self.name!r}"
+
 
 @dataclass(frozen=True)
 class VaultReset:
