@@ -51,7 +51,7 @@ def isolated_user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("POSTROOM_DATABASE_URL", raising=False)
     monkeypatch.delenv("POSTROOM_VAULT_KEY", raising=False)
     monkeypatch.delenv("POSTROOM_VAULT_KEY_FILE", raising=False)
-    from app.services.secrets import set_vault_key_file
+    from app.services.vault import set_vault_key_file
 
     set_vault_key_file(None)
     for var in (
@@ -67,12 +67,10 @@ def isolated_user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(autouse=True)
 def memory_keyring() -> Iterator[keyring.backend.KeyringBackend]:
     """Unit tests never touch a real keyring; the real one has its own marked tests."""
-    from app.services.secrets import MemoryKeyring
+    from tests import memory_keyring as memory
 
     previous = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    yield backend
+    yield memory.install()
     keyring.set_keyring(previous)
 
 

@@ -154,7 +154,7 @@ async def test_smtp_test_wrong_password_fails_at_auth(
 async def test_servers_test_records_the_result(
     localhost_starttls: tuple[Peer, Path, RecordingHandler], sqlite_url: str
 ) -> None:
-    from app.services.secrets import generate_vault_key
+    from app.services.vault import generate_vault_key
 
     peer, ca_path, _ = localhost_starttls
     env = {"POSTROOM_VAULT_KEY": generate_vault_key()}

@@ -45,7 +45,7 @@ SECRET = "s3cret pass-phrase"
 
 def test_servers_add_then_list_round_trips_every_field(db_url: str, tmp_path: Path) -> None:
     # The subprocess has no keyring of ours: give it the vault key explicitly (opt-in path).
-    from app.services.secrets import generate_vault_key
+    from app.services.vault import generate_vault_key
 
     env = {"POSTROOM_VAULT_KEY": generate_vault_key()}
     added = run(

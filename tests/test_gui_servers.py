@@ -33,7 +33,7 @@ from pytestqt.qtbot import QtBot
 
 from app.models.database import Database
 from app.services import groups, servers, smtp_check
-from app.services.secrets import open_vault
+from app.services.vault import open_vault
 from app.views import theme
 from app.views.context import AppContext
 from app.views.pages.servers import BADGE_FILLS, ServersPage

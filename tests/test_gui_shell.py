@@ -23,7 +23,6 @@ from sqlalchemy.engine import make_url
 from app.models import AuditEntry
 from app.models.database import Database, redact_url
 from app.services import audit, config_io, groups, profiles, servers
-from app.services.secrets import MemoryKeyring
 from app.views import theme
 from app.views.context import AppContext
 from app.views.database_dialog import (
@@ -38,6 +37,7 @@ from app.views.import_export import CHANGED_ENTITIES, ImportDiffDialog
 from app.views.main_window import MainWindow
 from app.views.pages.audit import AuditPage
 from tests.conftest import PG_ADMIN_URL, make_database_url, peer_missing
+from tests.memory_keyring import MemoryKeyring
 
 # Offscreen-only notices (real platforms implement both); any other Qt warning fails a test.
 pytestmark = pytest.mark.qt_log_ignore(

@@ -9,7 +9,6 @@ stays out of the way, and every step crosses a real process and D-Bus boundary.
 from __future__ import annotations
 
 import json
-import os
 import select
 import shutil
 import subprocess
@@ -24,10 +23,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import peer_missing
+from tests.keyring_env import REPO_ROOT, isolated_env
 
 pytestmark = pytest.mark.keyring_real
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 SECRETS_BUS_NAME = "org.freedesktop.secrets"
 STARTUP_TIMEOUT = 15.0  # seconds; the daemons are normally up in well under one
 KEYRING_PASSWORD = b"postroom-test-login-password"
@@ -56,7 +55,8 @@ import sys
 
 from app.models.database import Database
 from app.services.errors import PostroomError
-from app.services.secrets import SecretStore, keyring_status, open_vault, vault_key_id
+from app.services.keyring_store import SecretStore, keyring_status
+from app.services.vault import open_vault, reset_vault, vault_key_id
 
 mode, url, secret = sys.argv[1:4]
 out = {}
@@ -86,6 +86,16 @@ try:
             out["decrypted"] = vault.decrypt(sys.argv[4])
         out["vault_key"] = vault.key
         db.dispose()
+    elif mode == "reset":
+        db = Database(url)
+        with db.transaction() as session:
+            result = reset_vault(session)
+        with db.transaction() as session:
+            vault = open_vault(session, create=False)
+            out["token"] = vault.encrypt(secret)
+        out["key_source"] = result.key_source
+        out["vault_key"] = vault.key
+        db.dispose()
     elif mode == "get":
         out["value"] = store.get("anything")
 except PostroomError as error:
@@ -99,27 +109,6 @@ class SecretService:
     root: Path
     env: dict[str, str]
     daemon_log: Path
-
-
-def _base_env(root: Path) -> dict[str, str]:
-    home = root / "home"
-    runtime = root / "run"
-    home.mkdir()
-    runtime.mkdir(mode=0o700)
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("POSTROOM_", "DBUS_", "PYTHON_KEYRING", "KEYRING_"))
-    }
-    env.update(
-        HOME=str(home),
-        XDG_DATA_HOME=str(home / ".local" / "share"),
-        XDG_CONFIG_HOME=str(home / ".config"),
-        XDG_RUNTIME_DIR=str(runtime),
-        PYTHONPATH=str(REPO_ROOT),
-        PYTHONDONTWRITEBYTECODE="1",
-    )
-    return env
 
 
 def _read_bus_address(bus: subprocess.Popen[str], deadline: float) -> str:
@@ -189,7 +178,7 @@ def running_secret_service(root: Path) -> Iterator[SecretService]:
         peer_missing(f"{missing} is not installed (Debian: dbus, gnome-keyring)")
         return
     root.mkdir(exist_ok=True)
-    env = _base_env(root)
+    env = isolated_env(root)
     config = root / "bus.conf"
     config.write_text(BUS_CONFIG.format(socket_dir=root), encoding="utf-8")
     deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -324,7 +313,7 @@ def test_secret_service_not_running_is_secrets_unavailable(tmp_path: Path) -> No
     """Forced to the Secret Service with no bus behind it: refused, not crashed."""
     root = tmp_path / "no-bus"
     root.mkdir()
-    env = _base_env(root)
+    env = isolated_env(root)
     env["DBUS_SESSION_BUS_ADDRESS"] = f"unix:path={root / 'no-such-bus'}"
     result = run_helper(env, "get", "sqlite://", "unused")
     usable, backend, reason = result["status"]
@@ -335,3 +324,21 @@ def test_secret_service_not_running_is_secrets_unavailable(tmp_path: Path) -> No
     assert name == "SecretsUnavailable"
     assert "\n" not in message
     assert "POSTROOM_VAULT_KEY" in message
+
+
+def test_vault_reset_saves_the_new_key_in_gnome_keyring(secret_service: SecretService) -> None:
+    secret = "reset-secret-5d2e"
+    url = f"sqlite:///{secret_service.root / 'home' / 'reset.sqlite3'}"
+    written = run_helper(secret_service.env, "write", url, secret)
+    assert "error" not in written, written
+
+    reset = run_helper(secret_service.env, "reset", url, secret)
+    assert "error" not in reset, reset
+    assert reset["key_source"] == "keyring"
+    assert reset["vault_key"] != written["vault_key"]
+
+    # Another process finds the new key in the Secret Service, and only the new key works.
+    read = run_helper(secret_service.env, "read", url, secret, reset["token"])
+    assert "error" not in read, read
+    assert read["vault_key"] == reset["vault_key"]
+    assert read["decrypted"] == secret

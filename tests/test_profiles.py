@@ -25,7 +25,7 @@ from app.services.profiles import (
     profiles_path,
     save_profile,
 )
-from app.services.secrets import MemoryKeyring
+from tests.memory_keyring import MemoryKeyring
 
 PASSWORD = "Tr0ub4dor&3:/@?#zq"  # characters that need escaping in a URL
 URL = URL_TYPE.create(

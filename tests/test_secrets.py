@@ -1,4 +1,4 @@
-"""Keyring facade, vault encryption and the per-database vault key."""
+"""Keyring facade (keyring_store), vault encryption and the per-database vault key (vault)."""
 
 from __future__ import annotations
 
@@ -20,22 +20,21 @@ from sqlalchemy import delete, select
 
 from app.models import Installation
 from app.models.database import Database
-from app.services import secrets
+from app.services import keyring_store
+from app.services import vault as vault_module
 from app.services.errors import SecretsUnavailable, VaultKeyError
-from app.services.secrets import (
-    KeyringStatus,
-    MemoryKeyring,
-    SecretStore,
+from app.services.keyring_store import KeyringStatus, SecretStore, keyring_status
+from app.services.vault import (
     Vault,
     export_vault_key,
     generate_vault_key,
     import_vault_key,
-    keyring_status,
     open_vault,
     set_vault_key_file,
     vault_key_id,
 )
 from tests.conftest import make_database_url
+from tests.memory_keyring import MemoryKeyring, UnadmittedMemoryKeyring
 
 KEYRING_MISMATCH = (
     "The vault key for this database does not match; import the right one with "
@@ -167,6 +166,33 @@ def test_memory_keyring_is_usable(memory_keyring: keyring.backend.KeyringBackend
     status = keyring_status()
     assert status == KeyringStatus(usable=True, backend=status.backend, reason=None)
     assert "memory" in status.backend
+
+
+def test_a_keyring_that_forgets_at_exit_is_refused(sqlite_database: Database) -> None:
+    backend = UnadmittedMemoryKeyring()
+    keyring.set_keyring(backend)
+    status = keyring_status()
+    assert not status.usable
+    assert status.reason is not None and "lost when Postroom exits" in status.reason
+    with pytest.raises(SecretsUnavailable) as caught:
+        SecretStore().set("profile:prod", "secret")
+    assert_one_sentence(caught.value.message)
+    with sqlite_database.transaction() as session, pytest.raises(SecretsUnavailable):
+        open_vault(session)
+    assert backend.values == {}
+    assert vault_check(sqlite_database) is None
+
+
+def test_the_test_keyring_is_only_usable_through_the_explicit_hook(
+    memory_keyring: MemoryKeyring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(keyring_store, "_volatile_backends_allowed", set())
+    assert not keyring_status().usable
+    with pytest.raises(SecretsUnavailable):
+        SecretStore().set("vault-key:x", "secret")
+    assert memory_keyring._store == {}
+    keyring_store.allow_volatile_backend(MemoryKeyring)
+    assert keyring_status().usable
 
 
 def test_fail_backend_is_unusable_and_store_says_so_in_one_sentence() -> None:
@@ -621,7 +647,7 @@ def _race_with(
     monkeypatch: pytest.MonkeyPatch, db: Database, other: Callable[[Database], None]
 ) -> None:
     """Run ``other`` right after open_vault read the installation row, before it writes."""
-    real_find_key = secrets._find_key
+    real_find_key = vault_module._find_key
     raced = False
 
     def find_key_then_race(*args: Any, **kwargs: Any) -> Any:
@@ -632,7 +658,7 @@ def _race_with(
             other(db)
         return found
 
-    monkeypatch.setattr(secrets, "_find_key", find_key_then_race)
+    monkeypatch.setattr(vault_module, "_find_key", find_key_then_race)
 
 
 def _other_workstation_creates_key(db: Database) -> None:

@@ -209,7 +209,7 @@ def main(
     """Postroom: delivery servers, user groups, DNS templates and sender domains."""
     configure_logging(log_level, log_format)
     if vault_key_file:
-        from app.services.secrets import set_vault_key_file
+        from app.services.vault import set_vault_key_file
 
         set_vault_key_file(vault_key_file)
     state = ctx.ensure_object(State)

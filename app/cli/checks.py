@@ -133,9 +133,9 @@ def servers_test(
     """Test a stored delivery server and record the result on it (Test tab)."""
     from dataclasses import replace
 
-    from app.services.secrets import open_vault
     from app.services.servers import get_server
     from app.services.smtp_check import record_result, run_smtp_check, target_for_server
+    from app.services.vault import open_vault
 
     with state.read() as session:
         server = get_server(session, name)

@@ -153,7 +153,7 @@ def servers_show(state: State, name: str) -> None:
 
 
 def _vault(session: Session) -> Any:
-    from app.services.secrets import open_vault
+    from app.services.vault import open_vault
 
     return open_vault(session, create=True)
 

@@ -22,7 +22,7 @@ from sqlalchemy.exc import ArgumentError
 from app.models.database import APP_NAME
 from app.services import validation
 from app.services.errors import NotFoundError, ValidationError
-from app.services.secrets import SecretStore
+from app.services.keyring_store import SecretStore
 
 PROFILES_FILE = "profiles.yaml"
 _FORMAT_VERSION = 1
@@ -58,8 +58,17 @@ def _secret_name(name: str) -> str:
     return f"profile:{name}"
 
 
+# A profile password has no vault-key-style opt-in: without a keyring it is simply not
+# saved, and the user gives it each time instead.
+KEYRING_ALTERNATIVES = (
+    "install and unlock a Secret Service such as gnome-keyring or KWallet, or save the "
+    "profile without its password and connect with the full URL (--database or "
+    "POSTROOM_DATABASE_URL, or typed in the Database dialog) instead"
+)
+
+
 def _store_or_default(store: SecretStore | None) -> SecretStore:
-    return store if store is not None else SecretStore()
+    return store if store is not None else SecretStore(alternatives=KEYRING_ALTERNATIVES)
 
 
 def _profile_name(value: object) -> str:

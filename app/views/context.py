@@ -68,7 +68,7 @@ class AppContext(QObject):
 
     async def cipher(self) -> Any:
         """The database's vault (created on first use), opened off the GUI thread."""
-        from app.services.secrets import open_vault
+        from app.services.vault import open_vault
 
         return await self.write(open_vault, create=True)
 

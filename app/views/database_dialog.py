@@ -47,7 +47,7 @@ from app.models.database import (
 )
 from app.services import profiles, validation
 from app.services.errors import PostroomError, SecretsUnavailable, ValidationError
-from app.services.secrets import KeyringStatus, keyring_status
+from app.services.keyring_store import KeyringStatus, keyring_status
 from app.views import theme
 from app.views.context import AppContext
 from app.views.forms import Form, error_label

@@ -1,261 +1,36 @@
-"""Secrets: keyring facade, per-database vault key, encryption of SMTP passwords.
+"""The vault: the per-database key that encrypts SMTP passwords, and where it is found.
 
-The OS keyring holds this workstation's secrets. SMTP passwords live in the database
-encrypted with the database's *vault key*, so a copied database reveals no password and a
-second admin workstation can be given the key (``export_vault_key`` / ``import_vault_key``).
-
-Where no usable keyring exists we refuse with ``SecretsUnavailable`` instead of falling
-back to a file: the vault key is then only accepted from an explicit opt-in
-(``POSTROOM_VAULT_KEY`` or a key file), never written to disk by us.
+SMTP passwords live in the database encrypted with the database's *vault key*, so a copied
+database reveals no password and a second admin workstation can be given the key
+(``export_vault_key`` / ``import_vault_key``). The key is taken from an explicit opt-in
+(``POSTROOM_VAULT_KEY`` or a key file) or this workstation's keyring, and is only ever
+written to the keyring, never to disk by us. A key lost everywhere cannot be recovered:
+``reset_vault`` starts a new one and clears the passwords, which are then entered again.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, NoReturn
+from typing import NamedTuple
 
-import keyring
-import keyring.errors
 from cryptography.fernet import Fernet, InvalidToken
-from keyring.backend import KeyringBackend
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
-from app.models import Installation
-from app.services.errors import SecretsUnavailable, VaultKeyError
+from app.models import DeliveryServer, Installation
+from app.services import audit
+from app.services.errors import VaultKeyError
+from app.services.keyring_store import SecretStore, first_sentence
 
-SERVICE_NAME = "postroom"
 VAULT_KEY_ENV = "POSTROOM_VAULT_KEY"
 VAULT_KEY_FILE_ENV = "POSTROOM_VAULT_KEY_FILE"
 IMPORT_HINT = "postroom vault import-key"
+RESET_HINT = "postroom vault reset"
 # Encrypted into Installation.vault_check: decrypting it proves a key is this database's.
 _VAULT_CHECK_MARKER = "postroom-vault-check:v1"
-
-
-class MemoryKeyring(KeyringBackend):
-    """A process-local keyring for tests and for an explicit "don't persist" choice."""
-
-    priority = 0  # never chosen automatically
-
-    def __init__(self) -> None:
-        # keyring's base __init__ is unannotated; it only reads KEYRING_PROPERTY_* settings.
-        super().__init__()  # type: ignore[no-untyped-call]
-        self._store: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self._store.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self._store[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        from keyring.errors import PasswordDeleteError
-
-        try:
-            del self._store[(service, username)]
-        except KeyError:
-            raise PasswordDeleteError(f"no secret for {service}/{username}") from None
-
-
-# ---------------------------------------------------------------------------------------
-# Keyring facade
-# ---------------------------------------------------------------------------------------
-
-
-def _backend_errors() -> tuple[type[Exception], ...]:
-    """Exceptions a keyring backend raises when the store itself is unavailable.
-
-    keyring wraps only some failures; the Secret Service backend lets secretstorage and
-    jeepney errors (no session bus, daemon gone, prompt dismissed) through unchanged.
-    OSError covers a refused or vanished D-Bus socket.
-    """
-    errors: list[type[Exception]] = [keyring.errors.KeyringError, OSError]
-    try:
-        from secretstorage.exceptions import SecretStorageException
-
-        errors.append(SecretStorageException)
-    except ImportError:  # not on Linux
-        pass
-    try:
-        # jeepney ships no type information (and is not in pyproject's ignore list).
-        from jeepney.auth import AuthenticationError
-        from jeepney.wrappers import DBusErrorResponse
-
-        errors.extend((DBusErrorResponse, AuthenticationError))
-    except ImportError:
-        pass
-    return tuple(errors)
-
-
-_BACKEND_ERRORS = _backend_errors()
-
-# Human names for the backends a user may meet; anything else shows keyring's own name.
-_FRIENDLY_NAMES = {
-    "keyring.backends.fail.Keyring": "keyring's fail backend",
-    "keyring.backends.null.Keyring": "keyring's null backend",
-    "keyring.backends.SecretService.Keyring": "Secret Service",
-    "keyring.backends.libsecret.Keyring": "Secret Service (libsecret)",
-    "keyring.backends.kwallet.DBusKeyring": "KWallet",
-    "keyring.backends.macOS.Keyring": "macOS Keychain",
-    "keyring.backends.Windows.WinVaultKeyring": "Windows Credential Manager",
-    f"{__name__}.MemoryKeyring": "in-memory keyring (not persisted)",
-}
-
-
-@dataclass(frozen=True)
-class KeyringStatus:
-    """Whether secrets can be kept in the keyring, and if not, why."""
-
-    usable: bool
-    backend: str
-    reason: str | None = None
-
-
-def _class_path(backend: KeyringBackend) -> str:
-    cls = type(backend)
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _backend_name(backend: KeyringBackend) -> str:
-    path = _class_path(backend)
-    if path in _FRIENDLY_NAMES:
-        return _FRIENDLY_NAMES[path]
-    name = getattr(backend, "name", None)
-    return name if isinstance(name, str) else path
-
-
-def _unusable_reason(backend: KeyringBackend) -> str | None:
-    """Why ``backend`` must not hold our secrets, or None when it may."""
-    from keyring.backends import chainer, fail, null
-
-    if isinstance(backend, fail.Keyring):
-        return "no secure secret storage was detected on this system"
-    if isinstance(backend, null.Keyring):
-        return "the null backend silently stores nothing"
-    if isinstance(backend, chainer.ChainerBackend):
-        chained = list(backend.backends)
-        if not chained:
-            return "the chainer has no backends to chain"
-        # The chainer writes to the first backend that accepts a write, so that one
-        # decides whether our secrets end up somewhere safe.
-        first_reason = _unusable_reason(chained[0])
-        if first_reason is not None:
-            return f"it would write to {_backend_name(chained[0])}, where {first_reason}"
-        return None
-    path = _class_path(backend)
-    if "plaintext" in path.lower():
-        return "it keeps secrets in a plaintext file"
-    # keyrings.alt on Linux means a file in the home directory (plaintext, or encrypted
-    # with a password read from the terminal, which a desktop app cannot answer).
-    if sys.platform.startswith("linux") and path.startswith("keyrings.alt."):
-        return "keyrings.alt file backends are not a Secret Service"
-    return None
-
-
-def _configured_name() -> str:
-    configured = os.environ.get("PYTHON_KEYRING_BACKEND", "").strip()
-    if not configured:
-        return "the configured keyring"
-    return _FRIENDLY_NAMES.get(configured, configured)
-
-
-def _resolve(backend: KeyringBackend | None) -> tuple[KeyringBackend | None, KeyringStatus]:
-    """The backend to use (None if it could not even be loaded) and its status."""
-    if backend is None:
-        try:
-            backend = keyring.get_keyring()
-        except Exception as error:
-            # keyring loads a backend named by PYTHON_KEYRING_BACKEND or keyringrc.cfg
-            # eagerly and lets its viability check raise (RuntimeError when the Secret
-            # Service is not running, ImportError for a misspelt name, ...). Whatever it
-            # is, the user's fix is the same, so it is reported, not crashed on.
-            failure = f"it failed to load with {type(error).__name__}: {_first_sentence(error)}"
-            return None, KeyringStatus(usable=False, backend=_configured_name(), reason=failure)
-    reason = _unusable_reason(backend)
-    status = KeyringStatus(usable=reason is None, backend=_backend_name(backend), reason=reason)
-    return backend, status
-
-
-def keyring_status(backend: KeyringBackend | None = None) -> KeyringStatus:
-    """Say whether the active (or the given) keyring backend may hold secrets.
-
-    This looks at the backend only; a Secret Service that is configured but locked or gone
-    is reported by ``SecretStore`` when it is used.
-    """
-    return _resolve(backend)[1]
-
-
-def _first_sentence(error: BaseException) -> str:
-    """The error's text as a clause: one line, no trailing period, never empty."""
-    text = " ".join(str(error).split())
-    text = text.split(". ", 1)[0].rstrip(".")
-    return text or type(error).__name__
-
-
-class SecretStore:
-    """Named secrets of this workstation, kept in the OS keyring under service ``postroom``.
-
-    With no ``backend`` the active keyring is looked up on every call, so a backend set
-    later with ``keyring.set_keyring`` (tests, a user's choice) is honoured.
-    """
-
-    def __init__(self, service: str = SERVICE_NAME, backend: KeyringBackend | None = None):
-        self.service = service
-        self._backend = backend
-
-    def _usable_backend(self) -> KeyringBackend:
-        backend, status = _resolve(self._backend)
-        if backend is None or not status.usable:
-            raise SecretsUnavailable(
-                f"No usable keyring was found (backend: {status.backend}; {status.reason}); "
-                "start a Secret Service such as gnome-keyring, or set "
-                f"{VAULT_KEY_ENV} / use --vault-key-file to give the vault key explicitly."
-            )
-        return backend
-
-    def _failed(self, backend: KeyringBackend, verb: str, name: str, error: Exception) -> NoReturn:
-        raise SecretsUnavailable(
-            f"The keyring ({_backend_name(backend)}) could not {verb} the secret {name!r} "
-            f"({type(error).__name__}: {_first_sentence(error)}); unlock the keyring or "
-            "check that its service is running, then try again."
-        ) from error
-
-    def get(self, name: str) -> str | None:
-        backend = self._usable_backend()
-        try:
-            value = backend.get_password(self.service, name)
-        except _BACKEND_ERRORS as error:
-            self._failed(backend, "read", name, error)
-        return value if isinstance(value, str) else None
-
-    def set(self, name: str, value: str) -> None:
-        backend = self._usable_backend()
-        try:
-            backend.set_password(self.service, name, value)
-        except _BACKEND_ERRORS as error:
-            self._failed(backend, "save", name, error)
-
-    def delete(self, name: str) -> None:
-        """Remove the secret; a secret that is not there is not an error."""
-        backend = self._usable_backend()
-        try:
-            backend.delete_password(self.service, name)
-        except keyring.errors.PasswordDeleteError as error:
-            # Backends raise this both for "no such secret" and for a refused delete;
-            # only the second is a failure.
-            if self.get(name) is not None:
-                self._failed(backend, "delete", name, error)
-        except _BACKEND_ERRORS as error:
-            self._failed(backend, "delete", name, error)
-
-
-# ---------------------------------------------------------------------------------------
-# Vault
-# ---------------------------------------------------------------------------------------
 
 
 def generate_vault_key() -> str:
@@ -311,7 +86,7 @@ class Vault:
 
 
 # ---------------------------------------------------------------------------------------
-# The vault key of a database
+# Where the vault key of a database is found
 # ---------------------------------------------------------------------------------------
 
 _vault_key_file: Path | None = None
@@ -373,7 +148,7 @@ def _read_key_file(path: Path) -> str:
         ) from None
     except OSError as error:
         raise VaultKeyError(
-            f"The vault key file {path} cannot be examined ({_first_sentence(error)}); "
+            f"The vault key file {path} cannot be examined ({first_sentence(error)}); "
             "check the path and its permissions."
         ) from None
     # Like ssh with private keys: a key others can read (or replace) is no secret.
@@ -386,7 +161,7 @@ def _read_key_file(path: Path) -> str:
         text = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeError) as error:
         raise VaultKeyError(
-            f"The vault key file {path} cannot be read ({_first_sentence(error)}); "
+            f"The vault key file {path} cannot be read ({first_sentence(error)}); "
             "check its permissions and that it holds the exported key."
         ) from None
     if not text:
@@ -397,8 +172,8 @@ def _read_key_file(path: Path) -> str:
     return text
 
 
-def _find_key(installation_id: str, store: SecretStore | None) -> _FoundKey | None:
-    """The explicit opt-ins first (they work without any keyring), then the keyring."""
+def _explicit_key() -> _FoundKey | None:
+    """The key the user gave outright (environment, then key file); no keyring needed."""
     from_env = os.environ.get(VAULT_KEY_ENV, "").strip()
     if from_env:
         return _FoundKey(from_env, "env", VAULT_KEY_ENV)
@@ -407,6 +182,14 @@ def _find_key(installation_id: str, store: SecretStore | None) -> _FoundKey | No
         file_path = Path(os.environ[VAULT_KEY_FILE_ENV].strip()).expanduser()
     if file_path is not None:
         return _FoundKey(_read_key_file(file_path), "file", str(file_path))
+    return None
+
+
+def _find_key(installation_id: str, store: SecretStore | None) -> _FoundKey | None:
+    """The explicit opt-ins first (they work without any keyring), then the keyring."""
+    explicit = _explicit_key()
+    if explicit is not None:
+        return explicit
     from_keyring = _store_or_default(store).get(_key_name(installation_id))
     if from_keyring:
         return _FoundKey(from_keyring, "keyring", "the keyring")
@@ -433,6 +216,11 @@ def _mismatch(found: _FoundKey) -> VaultKeyError:
         f"The vault key in {found.where} does not match this database; give the key exported "
         "from a workstation that opens this database instead."
     )
+
+
+# ---------------------------------------------------------------------------------------
+# vault_check: which key belongs to the database
+# ---------------------------------------------------------------------------------------
 
 
 def _forget_loaded_check(session: Session, row_id: int) -> None:
@@ -497,12 +285,19 @@ def _verify_or_claim(
     return vault.matches(check), None
 
 
+# ---------------------------------------------------------------------------------------
+# Opening, creating, exporting and importing the vault
+# ---------------------------------------------------------------------------------------
+
+
 def open_vault(session: Session, *, create: bool = True, store: SecretStore | None = None) -> Vault:
     """The vault of the database behind ``session``.
 
     The key comes from ``POSTROOM_VAULT_KEY``, else the key file (``set_vault_key_file`` or
     ``POSTROOM_VAULT_KEY_FILE``), else this workstation's keyring. A database without any
-    key gets a new one when ``create`` is true; it goes to the keyring only, never a file.
+    key gets a new one when ``create`` is true; it goes to the keyring only, never a file,
+    so without a usable keyring nothing is created and ``SecretsUnavailable`` names the
+    explicit alternatives.
 
     Run it in ``Database.transaction()``: a newly written ``vault_check`` is committed
     with the caller's transaction (a plain session that is not committed only loses the
@@ -519,7 +314,8 @@ def open_vault(session: Session, *, create: bool = True, store: SecretStore | No
     if row.vault_check is not None:
         raise VaultKeyError(
             "This database already has a vault key but this workstation does not hold it; "
-            f"import it with `{IMPORT_HINT}`."
+            f"import it with `{IMPORT_HINT}`, or if it is lost everywhere start a new vault "
+            f"with `{RESET_HINT}` (the stored SMTP passwords must then be entered again)."
         )
     if not create:
         raise VaultKeyError(
@@ -530,6 +326,8 @@ def open_vault(session: Session, *, create: bool = True, store: SecretStore | No
 
 
 def _create_vault(session: Session, row: _InstallationRow, store: SecretStore) -> Vault:
+    # Refuse before the database is touched: a key that cannot be kept must not exist.
+    store.ensure_usable()
     vault = Vault(generate_vault_key())
     check = vault.make_check()
     # Database first: if another workstation is creating a key at the same moment, the
@@ -561,6 +359,8 @@ def import_vault_key(session: Session, key: str, store: SecretStore | None = Non
     vault key.
     """
     vault = Vault(key)
+    secrets = _store_or_default(store)
+    secrets.ensure_usable()
     row = _installation(session)
     matches, claimed = _verify_or_claim(session, row, vault)
     if not matches:
@@ -569,8 +369,128 @@ def import_vault_key(session: Session, key: str, store: SecretStore | None = Non
             "`postroom vault export-key` prints on a workstation that opens it."
         )
     try:
-        _store_or_default(store).set(_key_name(row.installation_id), vault.key)
+        secrets.set(_key_name(row.installation_id), vault.key)
     except Exception:
         if claimed is not None:
             _unclaim_check(session, row.id, claimed)
         raise
+
+
+# ---------------------------------------------------------------------------------------
+# Starting a new vault when the key is lost
+# ---------------------------------------------------------------------------------------
+
+VAULT_ENTITY = "vault"
+
+
+@dataclass(frozen=True)
+class ClearedPassword:
+    """A stored password that a vault reset cleared and that must be entered again."""
+
+    entity: str  # as the audit log names it, e.g. "delivery_server"
+    name: str
+
+    def describe(self) -> str:
+        """``delivery server 'Relay'``, for people."""
+        return f"{self.entity.replace('_', ' ')} {self.name!r}"
+
+
+@dataclass(frozen=True)
+class VaultReset:
+    """What ``reset_vault`` did: where the new key lives and what must be re-entered."""
+
+    key_id: str
+    key_source: str  # "keyring", "env" or "file"
+    cleared: tuple[ClearedPassword, ...]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "vault_key_id": self.key_id,
+            "key_source": self.key_source,
+            "cleared": [{"entity": c.entity, "name": c.name} for c in self.cleared],
+        }
+
+
+def _servers_with_password(session: Session, *, lock: bool = False) -> list[DeliveryServer]:
+    query = (
+        select(DeliveryServer)
+        .where(DeliveryServer.password_encrypted.is_not(None))
+        .order_by(DeliveryServer.name)
+    )
+    if lock:
+        # populate_existing: servers the caller already loaded get the locked row's values.
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return list(session.scalars(query))
+
+
+def passwords_to_reenter(session: Session) -> tuple[ClearedPassword, ...]:
+    """The stored passwords a vault reset would clear (every value encrypted with the key)."""
+    return tuple(
+        ClearedPassword("delivery_server", server.name)
+        for server in _servers_with_password(session)
+    )
+
+
+def reset_vault(
+    session: Session, store: SecretStore | None = None, *, actor: str | None = None
+) -> VaultReset:
+    """Give the database a new vault key and clear every password encrypted with the old one.
+
+    For a database whose key is lost everywhere: the passwords cannot be decrypted any
+    more, so they are cleared (and listed in the result, to be entered again) rather than
+    left to fail one by one. The new key is the explicit one if the user gave one
+    (``POSTROOM_VAULT_KEY`` or a key file), else a generated key saved in the keyring;
+    without either nothing is written and ``SecretsUnavailable`` names the alternatives.
+
+    Run it in ``Database.transaction()``: the cleared passwords, the new ``vault_check``
+    and the audit entries commit together or not at all.
+    """
+    row = _installation(session)
+    explicit = _explicit_key()
+    secrets = _store_or_default(store)
+    if explicit is not None:
+        vault = _vault_from(explicit)
+    else:
+        secrets.ensure_usable()  # before anything is written
+        vault = Vault(generate_vault_key())
+    key_id = _key_name(row.installation_id)
+    source = explicit.source if explicit is not None else "keyring"
+    cleared: list[ClearedPassword] = []
+    # A savepoint, so that a keyring that refuses the new key undoes the whole reset even
+    # if the caller catches the error and commits: a check for a key nobody holds, with
+    # the passwords gone, would help no one.
+    with session.begin_nested():
+        # Lock the installation row first: a workstation creating or importing a key at
+        # the same moment waits for this reset instead of claiming a check it overwrites.
+        _current_check(session, row.id)
+        for server in _servers_with_password(session, lock=True):
+            server.password_encrypted = None  # the versioned update tells open editors
+            audit.record(
+                session,
+                "update",
+                "delivery_server",
+                server.name,
+                {"password_cleared_by": "vault reset"},
+                actor=actor,
+            )
+            cleared.append(ClearedPassword("delivery_server", server.name))
+        session.connection().execute(
+            update(Installation)
+            .where(Installation.id == row.id)
+            .values(vault_check=vault.make_check())
+        )
+        _forget_loaded_check(session, row.id)
+        audit.record(
+            session,
+            "reset",
+            VAULT_ENTITY,
+            key_id,
+            {"key_source": source, "cleared_passwords": [f"{c.entity} {c.name}" for c in cleared]},
+            actor=actor,
+        )
+        # Every database write is sent before the key is saved, so a refused write
+        # leaves the keyring as it was; the keyring comes last, as when a vault is created.
+        session.flush()
+        if explicit is None:
+            secrets.set(key_id, vault.key)
+    return VaultReset(key_id=key_id, key_source=source, cleared=tuple(cleared))
