@@ -23,17 +23,17 @@ from sqlalchemy.engine import make_url
 from app.models import AuditEntry
 from app.models.database import Database, redact_url
 from app.services import audit, config_io, groups, profiles, servers
-from app.services.secrets import MemoryKeyring
-from app.views import theme
-from app.views.context import AppContext
-from app.views.database_dialog import (
+from app.services.profiles import (
     KIND_MARIADB,
     KIND_POSTGRESQL,
     KIND_SQLITE,
-    DatabaseDialog,
     check_connection,
     sqlite_url,
 )
+from app.services.secrets import MemoryKeyring
+from app.views import theme
+from app.views.context import AppContext
+from app.views.database_dialog import DatabaseDialog
 from app.views.import_export import CHANGED_ENTITIES, ImportDiffDialog
 from app.views.main_window import MainWindow
 from app.views.pages.audit import AuditPage

@@ -10,7 +10,7 @@ until Save.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QCloseEvent, QKeySequence, QPalette
@@ -36,7 +36,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from sqlalchemy.orm import Session
 
 from app.models import TemplateKind
 from app.services import validation
@@ -58,6 +57,9 @@ from app.services.errors import ValidationError
 from app.views import theme
 from app.views.context import AppContext
 from app.views.forms import EditorDialog, Form, error_label
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 Triple = tuple[str, str, str]
 KIND_CHOICES = [

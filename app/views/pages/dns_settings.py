@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFontDatabase, QKeySequence, QPalette, QShortcut
@@ -29,7 +29,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from sqlalchemy.orm import Session
 
 from app.services.dns_settings import (
     DEFAULT_VALUES,
@@ -46,6 +45,9 @@ from app.views import theme
 from app.views.context import AppContext
 from app.views.forms import Form
 from app.views.pages.base import Page, scaled_font
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 # Where each value comes from in the reference, and what it is for.
 HINTS: dict[str, str] = {
