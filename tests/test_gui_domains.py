@@ -9,8 +9,6 @@ cancel, and open 10,000 domains without stalling the event loop (the qt_loop wat
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +20,7 @@ from pytestqt.qtbot import QtBot
 from sqlalchemy import insert, select
 
 from app.models import DomainStatus, SenderDomain, SenderDomainRecord, User, UserGroup
-from app.models.database import Database, redact_url
+from app.models.database import Database
 from app.services.dns_templates import RenderedRecord
 from app.services.sender_domains import create_sender_domain
 from app.views.bulk_verify_dialog import BulkVerifyDialog
@@ -31,39 +29,21 @@ from app.views.domain_parts import parse_nameserver
 from app.views.main_window import MainWindow
 from app.views.new_domain_dialog import NewDomainDialog
 from app.views.pages.domains import DomainsPage
-from tests.conftest import peer_missing
+from tests.conftest import WAIT_MS, peer_missing
 from tests.dns_peer import DnsPeer, missing_reason, record_line, start_server, zone_text
 
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
 
-WAIT_MS = 20_000
+
+@pytest.fixture
+def window_options() -> dict[str, object]:
+    return {"open": True, "size": (1200, 720)}
 
 
 ZONE = "gui.test"
 
 
 # ---------------------------------------------------------------- fixtures and helpers
-
-
-@pytest.fixture
-def window(
-    qtbot: QtBot, qt_loop: asyncio.AbstractEventLoop, sqlite_url: str
-) -> Iterator[MainWindow]:
-    main_window = MainWindow(redact_url(sqlite_url))
-    qtbot.addWidget(main_window)
-    main_window.resize(1200, 720)
-    # Migrate first, then show: the migration runs in the executor, and a first paint
-    # competing with it for the GIL is the framework's cost, not these pages'.
-    opening = asyncio.ensure_future(main_window.open_database(sqlite_url))
-    qtbot.waitUntil(opening.done, timeout=WAIT_MS)
-    assert opening.result() is not None
-    main_window.show()
-    qtbot.waitExposed(main_window)
-    yield main_window
-    main_window.close()
-    qtbot.waitUntil(lambda: not main_window.has_pending_work(), timeout=WAIT_MS)
-    if main_window.database is not None:
-        main_window.database.dispose()
 
 
 def db_of(window: MainWindow) -> Database:

@@ -36,10 +36,10 @@ from app.views.group_dialog import GroupDialog
 from app.views.pages.groups import GroupsPage
 from app.views.pages.users import UsersPage
 from app.views.user_dialog import UserDialog
+from tests.conftest import WAIT_MS
 
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
 
-WAIT_MS = 20_000
 CHANNEL_KEYS = {channel: groups.CHANNEL_ATTRIBUTE[channel] for channel in Channel}
 
 
@@ -651,6 +651,38 @@ def dark_palette() -> QPalette:
     ):
         palette.setColor(role, QColor(colour))
     return palette
+
+
+def test_a_refresh_updates_rows_in_place_and_keeps_selection_and_filter(
+    qtbot: QtBot, shown: list[QWidget], context: AppContext, db: Database
+) -> None:
+    """A reload (as a live page does every few seconds) changes only the rows that changed:
+    the selected user stays selected, the filter stays applied, the table is not reset."""
+    seed_group(db, "Sales", daily_email_limit=100)
+    ids = {name: seed_user(db, name, "Sales") for name in ("ann", "bob", "cy", "dee")}
+    page = UsersPage(context)
+    show_page(qtbot, shown, page, 4)
+    assert page.select_where("username", "cy")
+    resets: list[bool] = []
+    page.model.modelReset.connect(lambda: resets.append(True))
+
+    with db.transaction() as session:
+        limits.record_sent(session, ids["cy"], 5)
+        users.delete_user(session, "ann")
+    seed_user(db, "eve", "Sales")
+    page.context.changed.emit("user")
+    qtbot.waitUntil(lambda: cell(page, "cy", "today") == "5 / 100", timeout=WAIT_MS)
+    assert [row["username"] for row in page.model.rows] == ["bob", "cy", "dee", "eve"]
+    assert page.selected_row() is not None and page.selected_row()["username"] == "cy"
+    assert not resets
+
+    # A filter that hides most rows resets the table; the page selects the row again.
+    qtbot.keyClicks(page.filter, "cy")
+    assert [row["username"] for row in page.model.rows] == ["cy"]
+    assert page.selected_row() is not None and page.selected_row()["username"] == "cy"
+    page.filter.clear()
+    assert len(page.model.rows) == 4
+    assert page.selected_row() is not None and page.selected_row()["username"] == "cy"
 
 
 @pytest.mark.parametrize("theme", ["light", "dark"])

@@ -39,6 +39,7 @@ from app.views.context import AppContext
 from app.views.pages.servers import BADGE_FILLS, ServersPage
 from app.views.server_dialog import ServerDialog
 from app.views.smtp_test_panel import SmtpTestPanel
+from tests.conftest import WAIT_MS
 from tests.smtp_peers import (
     LOCALHOST,
     Accounts,
@@ -51,7 +52,6 @@ from tests.smtp_peers import (
 
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
 
-WAIT_MS = 20_000
 USERNAME = "mailer@postroom.test"
 PASSWORD = "Zq7!distinctive-Pa55word-4f1e"
 # Where the rendered PNGs are also copied, for a person to look at (unset: tmp_path only).

@@ -562,7 +562,17 @@ def template_as_dict(template: DnsTemplate) -> dict[str, Any]:
     }
 
 
-# ---------------------------------------------------------------- rows for lists
+# ---------------------------------------------------------------- reads for the console
+
+
+def template_detail(session: Session, kind: TemplateKind | str, name: str) -> dict[str, Any]:
+    """``template_as_dict`` plus ``version`` and ``used_by``: what the editor opens with."""
+    template = get_template(session, kind, name)
+    return {
+        **template_as_dict(template),
+        "version": template.version,
+        "used_by": groups_using(session, template),
+    }
 
 
 def template_rows(session: Session, kind: TemplateKind | str | None = None) -> list[dict[str, Any]]:

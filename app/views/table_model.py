@@ -64,6 +64,10 @@ class Column:
         if self.sort_value:
             return self.sort_value(row)
         value = row.get(self.key)
+        if value is None:
+            return None  # empty: sorts before every value
+        if isinstance(value, str) and self.text is None:
+            return value.casefold()
         if isinstance(value, int | float) and not isinstance(value, bool):
             return value
         return self.display(row).casefold()
@@ -139,30 +143,34 @@ class RowTableModel(QAbstractTableModel):
     def _sorted(self, rows: list[Row]) -> list[Row]:
         if not 0 <= self.sort_column < len(self.columns):
             return rows
-        column = self.columns[self.sort_column]
+        sort_key = self.columns[self.sort_column].sort_key
+        # Each row's key once; empty values first. Python's sort is stable, also reversed:
+        # rows equal in this column keep their previous order.
+        keys = [(value is not None, value) for value in map(sort_key, rows)]
         reverse = self.sort_order == Qt.SortOrder.DescendingOrder
-        keys = {id(row): column.sort_key(row) for row in rows}
-        # Python's sort is stable: rows equal in this column keep their previous order.
         try:
-            return sorted(
-                rows, key=lambda row: (keys[id(row)] is not None, keys[id(row)]), reverse=reverse
-            )
-        except TypeError:  # values of mixed types: compare their texts, empty first
-            return sorted(
-                rows,
-                key=lambda row: (keys[id(row)] is not None, str(keys[id(row)])),
-                reverse=reverse,
-            )
+            order = sorted(range(len(rows)), key=keys.__getitem__, reverse=reverse)
+        except TypeError:  # values of mixed types: compare their texts
+            texts = [(present, str(value)) for present, value in keys]
+            order = sorted(range(len(rows)), key=texts.__getitem__, reverse=reverse)
+        return [rows[number] for number in order]
+
+    def search_text(self, row: Row) -> str:
+        """What the filter box matches in ``row``: every column's text, casefolded."""
+        return "\t".join(column.display(row) for column in self.columns).casefold()
+
+    def prepare(self, rows: Sequence[Row]) -> None:
+        """Give each row its filter text ahead of time; pages run this in the executor, so
+        that neither a load nor a keystroke formats 10,000 rows on the GUI thread."""
+        for row in rows:
+            if not isinstance(row.get(SEARCH_KEY), str):
+                row[SEARCH_KEY] = self.search_text(row)
 
     def _search_text(self, row: Row) -> str:
         text = self._search.get(id(row))
         if text is None:
             given = row.get(SEARCH_KEY)
-            text = (
-                given
-                if isinstance(given, str)
-                else "\t".join(column.display(row) for column in self.columns).casefold()
-            )
+            text = given if isinstance(given, str) else self.search_text(row)
             self._search[id(row)] = text
         return text
 
@@ -178,8 +186,9 @@ class RowTableModel(QAbstractTableModel):
 
     # ------------------------------------------------------------------ telling the view
 
-    def _identity(self, row: Row) -> Hashable:
-        return self.key(row) if self.key is not None else id(row)
+    @property
+    def _identity(self) -> Callable[[Row], Hashable]:
+        return self.key if self.key is not None else id
 
     def _show(self, new: list[Row]) -> None:
         """Make ``new`` the shown rows, telling the view as little as describes the change."""
@@ -191,25 +200,30 @@ class RowTableModel(QAbstractTableModel):
     def _update_keyed(self, new: list[Row]) -> bool:
         """Removes, moves, inserts and changes by key; False if a reset is the better way."""
         key = self._identity
-        new_keys = [key(row) for row in new]
-        new_set = set(new_keys)
-        old_keys = [key(row) for row in self.rows]
-        old_set = set(old_keys)
+        new_keys = list(map(key, new))
+        old_keys = list(map(key, self.rows))
+        new_set, old_set = set(new_keys), set(old_keys)
         if len(new_set) != len(new_keys) or len(old_set) != len(old_keys):
             return False  # keys that are not unique identify nothing
-        gone = _runs(n for n, k in enumerate(old_keys) if k not in new_set)
-        added = _runs(n for n, k in enumerate(new_keys) if k not in old_set)
+        gone_numbers = [n for n, k in enumerate(old_keys) if k not in new_set]
+        added_numbers = [n for n, k in enumerate(new_keys) if k not in old_set]
+        # Most rows coming or going (a filter typed or cleared): one reset is cheaper
+        # for the view than thousands of rows inserted or removed.
+        if 2 * (len(gone_numbers) + len(added_numbers)) > max(len(new), len(self.rows)):
+            return False
+        gone, added = _runs(gone_numbers), _runs(added_numbers)
         if len(gone) + len(added) > MAX_RUNS:
             return False
         for first, last in reversed(gone):
             self.beginRemoveRows(QModelIndex(), first, last)
             del self.rows[first : last + 1]
+            del old_keys[first : last + 1]
             self.endRemoveRows()
         kept_keys = [k for k in new_keys if k in old_set]
-        if [key(row) for row in self.rows] != kept_keys:
+        if old_keys != kept_keys:
             # A sort value changed: the kept rows move (still holding their old values,
             # so that the comparison below finds what changed).
-            old_by_key = {key(row): row for row in self.rows}
+            old_by_key = dict(zip(old_keys, self.rows, strict=True))
             self._reorder([old_by_key[k] for k in kept_keys])
         for first, last in added:
             self.beginInsertRows(QModelIndex(), first, last)

@@ -44,13 +44,12 @@ from app.services.dns_templates import (
     MAX_RECORDS,
     PREVIEW_DOMAIN,
     create_template,
-    get_template,
-    groups_using,
     installation_hash_secret,
     normalize_records,
     random_label,
     render_records,
     template_as_dict,
+    template_detail,
     update_template,
 )
 from app.services.errors import ValidationError
@@ -73,14 +72,6 @@ EDITS_NOTE = (
 
 
 # ---------------------------------------------------------------- reads and writes
-
-
-def template_detail(session: Session, kind: str, name: str) -> dict[str, Any]:
-    template = get_template(session, kind, name)
-    data = template_as_dict(template)
-    data["version"] = template.version
-    data["used_by"] = groups_using(session, template)
-    return data
 
 
 def preview_inputs(session: Session) -> tuple[EffectiveDnsSettings, str]:

@@ -155,8 +155,11 @@ class ListPage(Page):
         generation = self._generation
         self.show_status("Loading…")
 
+        prepare = self.model.prepare
+
         async def load() -> None:
             rows = await self.fetch()
+            await self.context.in_executor(prepare, rows)
             # A newer load superseded this one, or the page was closed meanwhile.
             if generation != self._generation or not shiboken6.isValid(self):
                 return

@@ -110,6 +110,8 @@ def _outcome_colour(row: Row) -> str | None:
 
 
 OUTCOME_ICONS = {"ok": "ok", "failed": "failed", "error": "warning", "untested": "untested"}
+STATUS_ORDER = {"approval_pending": 0, "enabled": 1}
+OUTCOME_ORDER = {"failed": 0, "error": 1, "untested": 2}
 
 COLUMNS = (
     Column("domain", "Domain"),
@@ -119,7 +121,7 @@ COLUMNS = (
         "Status",
         text=lambda row: status_title(row["status"]),
         # Pending first: those are the ones waiting for someone.
-        sort_value=lambda row: {"approval_pending": 0, "enabled": 1}.get(row["status"], 2),
+        sort_value=lambda row: STATUS_ORDER.get(row["status"], 2),
     ),
     Column("user", "User"),
     Column("template", "Template"),
@@ -129,10 +131,7 @@ COLUMNS = (
         "Result",
         icon=lambda row: status_icon(OUTCOME_ICONS[row["outcome"]]),
         colour=_outcome_colour,
-        sort_value=lambda row: (
-            {"failed": 0, "error": 1, "untested": 2}.get(row["outcome"], 3),
-            row["check_result"],
-        ),
+        sort_value=lambda row: (OUTCOME_ORDER.get(row["outcome"], 3), row["check_result"]),
         tooltip=lambda row: (
             "An enabled domain whose records no longer pass: open it to see what changed."
             if row["outcome"] == "failed" and row["status"] == "enabled"
