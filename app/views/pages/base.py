@@ -166,8 +166,11 @@ class ListPage(Page):
             self.keeping_selection(lambda: self.model.set_rows(rows))
             if self.size_to_contents:
                 self.table.resizeColumnsToContents()
-                # Resizing to contents undoes the stretch of the last column; restore it.
-                self.table.horizontalHeader().setStretchLastSection(True)
+                # Resizing to contents undoes the stretch of the last column; restore it
+                # (turned off first: set again while on, it changes nothing).
+                header = self.table.horizontalHeader()
+                header.setStretchLastSection(False)
+                header.setStretchLastSection(True)
             self.show_status(self.count_text(rows))
             self._update_buttons()
             self.loaded.emit()
