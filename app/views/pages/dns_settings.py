@@ -211,6 +211,7 @@ class DnsSettingsPage(Page):
         super().__init__(context, parent)
         self.version: int | None = None
         self.loaded: dict[str, Any] | None = None
+        self._reads = 0  # a newer read supersedes an older one still running
         self.forms: list[SettingsForm] = []
         # One form for every section, so the labels of all sections line up.
         self.form = SettingsForm()
@@ -340,7 +341,11 @@ class DnsSettingsPage(Page):
         self.refresh()
 
     async def _load(self, *, force: bool = False) -> None:
+        self._reads += 1
+        read = self._reads
         data = await self.context.read(load_dns_settings)
+        if read != self._reads:
+            return  # an older read (e.g. from before an environment change) arrived late
         if self.is_dirty() and not force:
             # Edited while the read was under way: the edits win; Save's version check
             # catches a conflict with whatever the read would have shown.
