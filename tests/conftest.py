@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     import asyncio
 
     from PySide6.QtWidgets import QApplication
+    from pytestqt.qtbot import QtBot
+
+    from app.models.database import Database
+    from app.views.main_window import MainWindow
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -139,6 +143,58 @@ def sqlite_database(sqlite_url: str) -> Iterator[object]:
 
 
 # ---------------------------------------------------------------- Qt
+
+# How long a GUI test waits for something the console does in the background (opening
+# migrates the database): generous for a loaded CI machine; a pass takes far less.
+WAIT_MS = 20_000
+
+
+def open_database(qtbot: QtBot, window: MainWindow, url: str) -> Database | None:
+    """Open ``url`` in ``window`` as File > Switch Database does; None if it was refused."""
+    import asyncio
+
+    opening = asyncio.ensure_future(window.open_database(url))
+    qtbot.waitUntil(opening.done, timeout=WAIT_MS)
+    return opening.result()
+
+
+@pytest.fixture
+def window_options() -> dict[str, object]:
+    """How ``window`` starts; a module overrides this fixture to change it.
+
+    ``open``: open the test's SQLite database before showing the window (the migration
+    runs in the executor, and a first paint competing with it for the GIL is the
+    framework's cost, not the pages'). ``size``: (width, height) or None.
+    """
+    return {"open": False, "size": None}
+
+
+@pytest.fixture
+def window(
+    qtbot: QtBot,
+    qt_loop: asyncio.AbstractEventLoop,
+    sqlite_url: str,
+    window_options: dict[str, object],
+) -> Iterator[MainWindow]:
+    """The console's main window, shown; with no database unless ``window_options`` says."""
+    from app.models.database import redact_url
+    from app.views.main_window import MainWindow
+
+    main_window = MainWindow(redact_url(sqlite_url))
+    qtbot.addWidget(main_window)
+    size = window_options.get("size")
+    if isinstance(size, tuple):
+        main_window.resize(*size)
+    if window_options.get("open"):
+        assert open_database(qtbot, main_window, sqlite_url) is not None
+    main_window.show()
+    qtbot.waitExposed(main_window)
+    yield main_window
+    main_window.close()
+    # Background reads finish before their database is closed under them.
+    qtbot.waitUntil(lambda: not main_window.has_pending_work(), timeout=WAIT_MS)
+    if main_window.database is not None:
+        main_window.database.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,6 @@ cancel, and open 10,000 domains without stalling the event loop (the qt_loop wat
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,50 +20,30 @@ from pytestqt.qtbot import QtBot
 from sqlalchemy import insert, select
 
 from app.models import DomainStatus, SenderDomain, SenderDomainRecord, User, UserGroup
-from app.models.database import Database, redact_url
+from app.models.database import Database
 from app.services.dns_templates import RenderedRecord
 from app.services.sender_domains import create_sender_domain
-from app.views.domain_dialogs import (
-    BulkVerifyDialog,
-    DomainDetailDialog,
-    NewDomainDialog,
-    parse_nameserver,
-)
+from app.views.bulk_verify_dialog import BulkVerifyDialog
+from app.views.domain_detail_dialog import DomainDetailDialog
+from app.views.domain_parts import parse_nameserver
 from app.views.main_window import MainWindow
+from app.views.new_domain_dialog import NewDomainDialog
 from app.views.pages.domains import DomainsPage
-from tests.conftest import peer_missing
+from tests.conftest import WAIT_MS, peer_missing
 from tests.dns_peer import DnsPeer, missing_reason, record_line, start_server, zone_text
 
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
 
-WAIT_MS = 20_000
+
+@pytest.fixture
+def window_options() -> dict[str, object]:
+    return {"open": True, "size": (1200, 720)}
 
 
 ZONE = "gui.test"
 
 
 # ---------------------------------------------------------------- fixtures and helpers
-
-
-@pytest.fixture
-def window(
-    qtbot: QtBot, qt_loop: asyncio.AbstractEventLoop, sqlite_url: str
-) -> Iterator[MainWindow]:
-    main_window = MainWindow(redact_url(sqlite_url))
-    qtbot.addWidget(main_window)
-    main_window.resize(1200, 720)
-    # Migrate first, then show: the migration runs in the executor, and a first paint
-    # competing with it for the GIL is the framework's cost, not these pages'.
-    opening = asyncio.ensure_future(main_window.open_database(sqlite_url))
-    qtbot.waitUntil(opening.done, timeout=WAIT_MS)
-    assert opening.result() is not None
-    main_window.show()
-    qtbot.waitExposed(main_window)
-    yield main_window
-    main_window.close()
-    qtbot.waitUntil(lambda: not main_window.has_pending_work(), timeout=WAIT_MS)
-    if main_window.database is not None:
-        main_window.database.dispose()
 
 
 def db_of(window: MainWindow) -> Database:
@@ -157,7 +135,7 @@ def wait_for_detail(qtbot: QtBot, page: DomainsPage, domain: str) -> DomainDetai
 
 
 def row_of(page: DomainsPage, domain: str) -> dict[str, object] | None:
-    return next((r for r in page.domain_model.all_rows if r["domain"] == domain), None)
+    return next((r for r in page.model.all_rows if r["domain"] == domain), None)
 
 
 # ---------------------------------------------------------------- creating
@@ -192,7 +170,7 @@ def test_create_domain_through_the_ui_shows_its_records(qtbot: QtBot, window: Ma
     qtbot.waitUntil(lambda: row_of(page, "mail.shop.gui.test") is not None, timeout=WAIT_MS)
     row = row_of(page, "mail.shop.gui.test")
     assert row is not None and row["status"] == "approval_pending" and row["user"] == "alice"
-    assert row["result"] == "Not checked"
+    assert row["check_result"] == "Not checked"
 
 
 @pytest.mark.parametrize(
@@ -286,7 +264,7 @@ def test_verify_against_the_local_dns_server_enables_the_domain(
         timeout=WAIT_MS,
     )
     row = row_of(page, "mail.ok.gui.test")
-    assert row is not None and row["result"] == "All 5 found"
+    assert row is not None and row["check_result"] == "All 5 found"
     # The override is remembered for the next domain opened.
     assert page.nameserver_override == f"127.0.0.1:{peer.port}"
 
@@ -381,7 +359,7 @@ def test_bulk_verify_shows_progress_and_can_be_cancelled(
             create_sender_domain(session, "bulk", name)
     published = [record for name in names for record in stored_records(db, name)]
     page = domains_page(qtbot, window)
-    qtbot.waitUntil(lambda: len(page.domain_model.all_rows) == 40, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: len(page.model.all_rows) == 40, timeout=WAIT_MS)
     peer = serve(tmp_path, published)
     try:
         qtbot.mouseClick(page.verify_all_button, Qt.MouseButton.LeftButton)
@@ -423,7 +401,7 @@ def test_bulk_verify_shows_progress_and_can_be_cancelled(
     assert not dialog.failures.isVisible()
     dialog.close()
     qtbot.waitUntil(
-        lambda: all(r["status"] == "enabled" for r in page.domain_model.all_rows),
+        lambda: all(r["status"] == "enabled" for r in page.model.all_rows),
         timeout=WAIT_MS,
     )
 
@@ -440,7 +418,7 @@ def test_bulk_verify_lists_failures_that_open_their_domain(
     published = [r for name in names[:2] for r in stored_records(db, name)]
     published += stored_records(db, names[2])[1:]  # the last one lacks its first record
     page = domains_page(qtbot, window)
-    qtbot.waitUntil(lambda: len(page.domain_model.all_rows) == 3, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: len(page.model.all_rows) == 3, timeout=WAIT_MS)
     peer = serve(tmp_path, published)
     try:
         dialog = page.open_bulk_verify()
@@ -475,7 +453,7 @@ def test_closing_the_bulk_dialog_stops_the_run(
         for i in range(10):
             create_sender_domain(session, "bulk", f"c{i}.{ZONE}")
     page = domains_page(qtbot, window)
-    qtbot.waitUntil(lambda: len(page.domain_model.all_rows) == 10, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: len(page.model.all_rows) == 10, timeout=WAIT_MS)
     dialog = page.open_bulk_verify()
     # A port nothing answers on: every check waits for its timeout.
     from tests.dns_peer import free_port
@@ -501,7 +479,7 @@ def test_enable_disable_and_delete(qtbot: QtBot, window: MainWindow) -> None:
         for name in ("a.gui.test", "b.gui.test"):
             create_sender_domain(session, "alice", name)
     page = domains_page(qtbot, window)
-    qtbot.waitUntil(lambda: len(page.domain_model.rows) == 2, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: len(page.model.rows) == 2, timeout=WAIT_MS)
     assert page.select_where("domain", "a.gui.test")
     assert page.enable_button.isEnabled() and page.disable_button.isEnabled()
 
@@ -543,19 +521,19 @@ def test_filter_and_status_filter(qtbot: QtBot, window: MainWindow) -> None:
         create_sender_domain(session, "bob", "two.gui.test")
         create_sender_domain(session, "bob", "three.gui.test")
     page = domains_page(qtbot, window)
-    qtbot.waitUntil(lambda: len(page.domain_model.rows) == 3, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: len(page.model.rows) == 3, timeout=WAIT_MS)
     qtbot.keyClicks(page.filter, "BOB")
-    assert sorted(r["domain"] for r in page.domain_model.rows) == ["three.gui.test", "two.gui.test"]
+    assert sorted(r["domain"] for r in page.model.rows) == ["three.gui.test", "two.gui.test"]
     assert "3 sender domains, 3 awaiting approval; 2 shown" in page.status.text()
     page.status_filter.setCurrentIndex(page.status_filter.findData("enabled"))
-    assert page.domain_model.rows == []
+    assert page.model.rows == []
     page.filter.clear()
     page.status_filter.setCurrentIndex(0)
-    assert len(page.domain_model.rows) == 3
+    assert len(page.model.rows) == 3
 
     # Keyboard: Enter on a row opens its details (once, not twice).
     page.table.setFocus()
-    page.table.setCurrentIndex(page.domain_model.index(1, 0))
+    page.table.setCurrentIndex(page.model.index(1, 0))
     qtbot.keyClick(page.table, Qt.Key.Key_Return)
     detail = wait_for_detail(qtbot, page, "three.gui.test")
     assert len([d for d in page.findChildren(DomainDetailDialog) if d.isVisible()]) == 1
@@ -616,7 +594,7 @@ def test_ten_thousand_domains_open_sort_filter_and_scroll_without_stalls(
     db = db_of(window)
     seed_many(db, 10_000)
     page = domains_page(qtbot, window)
-    qtbot.waitUntil(lambda: len(page.domain_model.rows) == 10_000, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: len(page.model.rows) == 10_000, timeout=WAIT_MS)
     assert page.status.text() == "10,000 sender domains, 3,334 awaiting approval"
     table = page.table
     bar = table.verticalScrollBar()
@@ -638,17 +616,17 @@ def test_ten_thousand_domains_open_sort_filter_and_scroll_without_stalls(
     user_x = header.sectionViewportPosition(3) + header.sectionSize(3) // 2
     qtbot.mouseClick(header.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(user_x, 5))
     qtbot.wait(20)
-    first_users = [page.domain_model.rows[i]["user"] for i in (0, -1)]
+    first_users = [page.model.rows[i]["user"] for i in (0, -1)]
     assert first_users[0] <= first_users[1]
     qtbot.mouseClick(header.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(user_x, 5))
     qtbot.wait(20)
-    assert page.domain_model.rows[0]["user"] == "user19"
+    assert page.model.rows[0]["user"] == "user19"
     qtbot.keyClicks(page.filter, "d0999")
-    assert sorted(r["domain"] for r in page.domain_model.rows) == [
+    assert sorted(r["domain"] for r in page.model.rows) == [
         f"d0999{i}.many.test" for i in range(10)
     ]
     page.filter.clear()
-    assert len(page.domain_model.rows) == 10_000
+    assert len(page.model.rows) == 10_000
     # Rows that failed their last check say so, for a table of any size.
-    failing = [r for r in page.domain_model.rows if r["outcome"] == "failed"]
-    assert failing and all(r["result"] == "2 of 2 failing" for r in failing)
+    failing = [r for r in page.model.rows if r["outcome"] == "failed"]
+    assert failing and all(r["check_result"] == "2 of 2 failing" for r in failing)

@@ -6,7 +6,7 @@ import asyncio
 import gc
 import os
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +25,21 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 from pytestqt.qtbot import QtBot
-from sqlalchemy import event
 
-from app.models import Channel, User
+from app.models import Channel
 from app.models.database import Database
 from app.services import dns_templates, groups, limits, routing, sender_domains, servers, users
+from app.services.groups import GroupChoices
 from app.views.context import AppContext
 from app.views.forms import Form
-from app.views.group_dialog import GroupChoices, GroupDialog
+from app.views.group_dialog import GroupDialog
 from app.views.pages.groups import GroupsPage
-from app.views.pages.users import UsersPage, usage_by_user, user_rows
+from app.views.pages.users import UsersPage
 from app.views.user_dialog import UserDialog
+from tests.conftest import WAIT_MS
 
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
 
-WAIT_MS = 20_000
 CHANNEL_KEYS = {channel: groups.CHANNEL_ATTRIBUTE[channel] for channel in Channel}
 
 
@@ -555,73 +555,6 @@ def test_usage_counts_show_after_sends_are_recorded(
     qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=WAIT_MS)
 
 
-def test_usage_for_all_users_matches_limits_usage(db: Database) -> None:
-    """The page's one grouped query counts exactly what limits.usage counts per user."""
-    seed_group(db, "Sales", daily_email_limit=50, lifetime_email_limit=5000)
-    seed_group(db, "Plain")
-    ids = [
-        seed_user(db, "dave", "Sales"),
-        seed_user(db, "erin", "Plain"),
-        seed_user(db, "fay", "Plain"),
-    ]
-    day = date(2024, 3, 15)  # a leap year: the 30-day window starts on 15 February
-    sends = [
-        (day, 1, False),
-        (day, 2, True),
-        (date(2024, 3, 1), 4, False),
-        (date(2024, 2, 29), 8, True),
-        (date(2024, 2, 15), 16, True),
-        (date(2024, 2, 14), 32, True),
-        (day + timedelta(days=1), 64, False),
-        (date(2023, 12, 31), 128, False),
-    ]
-    with db.transaction() as session:
-        for user_id in ids[:2]:
-            for when, count, via_default in sends:
-                limits.record_sent(
-                    session, user_id, count, via_default_domain=via_default, today=when
-                )
-    with db.session() as session:
-        members = list(session.query(User).order_by(User.username))
-        together = usage_by_user(session, members, today=day)
-        for user_id in ids:
-            assert together[user_id] == limits.usage(session, user_id, today=day)
-        assert together[ids[0]].default_domain_30d == 2 + 8 + 16
-        rows = user_rows(session, today=day)
-    assert [row["username"] for row in rows] == ["dave", "erin", "fay"]
-    assert rows[0]["today"] == 3 and rows[0]["daily_limit"] == 50
-    assert rows[2]["lifetime"] == 0
-
-
-def test_user_rows_take_the_same_queries_for_any_number_of_users(db: Database) -> None:
-    """The Users page loads in a fixed number of queries, not one or more per user."""
-    seed_group(db, "Sales", sender_domain_management=True)
-
-    def queries_for_rows() -> int:
-        statements: list[str] = []
-
-        def count(*args: Any) -> None:
-            statements.append(str(args[2]))
-
-        event.listen(db.engine, "before_cursor_execute", count)
-        try:
-            with db.session() as session:
-                user_rows(session)
-        finally:
-            event.remove(db.engine, "before_cursor_execute", count)
-        return len(statements)
-
-    for number in range(2):
-        seed_user(db, f"user{number}", "Sales")
-    few = queries_for_rows()
-    for number in range(2, 12):
-        user_id = seed_user(db, f"user{number}", "Sales")
-        with db.transaction() as session:
-            limits.record_sent(session, user_id, number)
-            sender_domains.create_sender_domain(session, f"user{number}", f"d{number}.example.com")
-    assert queries_for_rows() == few <= 4
-
-
 # ---------------------------------------------------------------- screenshots
 
 
@@ -718,6 +651,38 @@ def dark_palette() -> QPalette:
     ):
         palette.setColor(role, QColor(colour))
     return palette
+
+
+def test_a_refresh_updates_rows_in_place_and_keeps_selection_and_filter(
+    qtbot: QtBot, shown: list[QWidget], context: AppContext, db: Database
+) -> None:
+    """A reload (as a live page does every few seconds) changes only the rows that changed:
+    the selected user stays selected, the filter stays applied, the table is not reset."""
+    seed_group(db, "Sales", daily_email_limit=100)
+    ids = {name: seed_user(db, name, "Sales") for name in ("ann", "bob", "cy", "dee")}
+    page = UsersPage(context)
+    show_page(qtbot, shown, page, 4)
+    assert page.select_where("username", "cy")
+    resets: list[bool] = []
+    page.model.modelReset.connect(lambda: resets.append(True))
+
+    with db.transaction() as session:
+        limits.record_sent(session, ids["cy"], 5)
+        users.delete_user(session, "ann")
+    seed_user(db, "eve", "Sales")
+    page.context.changed.emit("user")
+    qtbot.waitUntil(lambda: cell(page, "cy", "today") == "5 / 100", timeout=WAIT_MS)
+    assert [row["username"] for row in page.model.rows] == ["bob", "cy", "dee", "eve"]
+    assert page.selected_row() is not None and page.selected_row()["username"] == "cy"
+    assert not resets
+
+    # A filter that hides most rows resets the table; the page selects the row again.
+    qtbot.keyClicks(page.filter, "cy")
+    assert [row["username"] for row in page.model.rows] == ["cy"]
+    assert page.selected_row() is not None and page.selected_row()["username"] == "cy"
+    page.filter.clear()
+    assert len(page.model.rows) == 4
+    assert page.selected_row() is not None and page.selected_row()["username"] == "cy"
 
 
 @pytest.mark.parametrize("theme", ["light", "dark"])

@@ -39,6 +39,7 @@ from app.views.context import AppContext
 from app.views.pages.servers import BADGE_FILLS, ServersPage
 from app.views.server_dialog import ServerDialog
 from app.views.smtp_test_panel import SmtpTestPanel
+from tests.conftest import WAIT_MS
 from tests.smtp_peers import (
     LOCALHOST,
     Accounts,
@@ -51,7 +52,6 @@ from tests.smtp_peers import (
 
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
 
-WAIT_MS = 20_000
 USERNAME = "mailer@postroom.test"
 PASSWORD = "Zq7!distinctive-Pa55word-4f1e"
 # Where the rendered PNGs are also copied, for a person to look at (unset: tmp_path only).
@@ -272,7 +272,7 @@ def test_create_a_server_by_typing_into_the_dialog(
     qtbot.waitUntil(lambda: table_row(page, "US Marketing Server") is not None, timeout=WAIT_MS)
     row = table_row(page, "US Marketing Server")
     assert row is not None
-    assert row["allocation"] == "Not Allocated"
+    assert row["allocation_text"] == "Not Allocated"
     assert page.model.index(0, 1).data() == "smtp.example.com:465 (SSL)"
     assert page.model.index(0, 4).data() == "Not tested"
     assert page.selected_row() == row  # the saved server is selected
@@ -647,7 +647,7 @@ def test_badges_show_after_assigning_the_server_to_a_group(
     add_server(sqlite_database, "Spare")
     page.refresh()
     wait_loaded(qtbot, page)
-    assert table_row(page, "Relay")["allocation"] == "Not Allocated"  # type: ignore[index]
+    assert table_row(page, "Relay")["allocation_text"] == "Not Allocated"  # type: ignore[index]
     before = save_png(page, tmp_path / "before.png")
     assert not has_colour(before, BADGE_FILLS["blue"])
 
@@ -658,11 +658,11 @@ def test_badges_show_after_assigning_the_server_to_a_group(
     )
     page.context.changed.emit("user_group")  # what the User Groups page does after saving
     qtbot.waitUntil(
-        lambda: (table_row(page, "Relay") or {}).get("allocation") == "UserGroup1: M T",
+        lambda: (table_row(page, "Relay") or {}).get("allocation_text") == "UserGroup1: M T",
         timeout=WAIT_MS,
     )
-    assert table_row(page, "Spare")["allocation"] == "Not Allocated"  # type: ignore[index]
-    relay = page.proxy.index(0, 3)
+    assert table_row(page, "Spare")["allocation_text"] == "Not Allocated"  # type: ignore[index]
+    relay = page.model.index(0, 3)
     assert relay.data() == "UserGroup1: M T"  # the text a screen reader gets
     assert "UserGroup1: Marketing" in relay.data(Qt.ItemDataRole.ToolTipRole)
     after = save_png(page, tmp_path / "after.png")
@@ -689,7 +689,7 @@ def test_delete_refused_while_allocated_then_allowed(
     write(sqlite_database, groups.update_group, "UserGroup1", {"marketing_server": None})
     page.context.changed.emit("user_group")
     qtbot.waitUntil(
-        lambda: (table_row(page, "Relay") or {}).get("allocation") == "Not Allocated",
+        lambda: (table_row(page, "Relay") or {}).get("allocation_text") == "Not Allocated",
         timeout=WAIT_MS,
     )
     page.select_where("name", "Relay")

@@ -21,22 +21,22 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from app.models import AuditEntry
-from app.models.database import Database, redact_url
+from app.models.database import Database
 from app.services import audit, config_io, groups, profiles, servers
-from app.views import theme
-from app.views.context import AppContext
-from app.views.database_dialog import (
+from app.services.profiles import (
     KIND_MARIADB,
     KIND_POSTGRESQL,
     KIND_SQLITE,
-    DatabaseDialog,
     check_connection,
     sqlite_url,
 )
+from app.views import theme
+from app.views.context import AppContext
+from app.views.database_dialog import DatabaseDialog
 from app.views.import_export import CHANGED_ENTITIES, ImportDiffDialog
 from app.views.main_window import MainWindow
 from app.views.pages.audit import AuditPage
-from tests.conftest import PG_ADMIN_URL, make_database_url, peer_missing
+from tests.conftest import PG_ADMIN_URL, WAIT_MS, make_database_url, open_database, peer_missing
 from tests.memory_keyring import MemoryKeyring
 
 # Offscreen-only notices (real platforms implement both); any other Qt warning fails a test.
@@ -44,7 +44,6 @@ pytestmark = pytest.mark.qt_log_ignore(
     "This plugin does not support propagateSizeHints", "This plugin does not support raise"
 )
 
-WAIT_MS = 20_000
 PASSWORD = "p@ss/w#rd-s3cret"  # characters a URL must escape
 
 
@@ -58,12 +57,6 @@ def seed(url: str, server: str, *, group: str | None = None) -> None:
         if group:
             groups.create_group(session, {"name": group, "marketing_server": server})
     database.dispose()
-
-
-def open_database(qtbot: QtBot, window: MainWindow, url: str) -> Database | None:
-    opening = asyncio.ensure_future(window.open_database(url))
-    qtbot.waitUntil(opening.done, timeout=WAIT_MS)
-    return opening.result()
 
 
 def idle(qtbot: QtBot, context: AppContext) -> None:
@@ -84,19 +77,6 @@ def postgres_reachable() -> bool:
             return True
     except OSError:
         return False
-
-
-@pytest.fixture
-def window(
-    qtbot: QtBot, qt_loop: asyncio.AbstractEventLoop, sqlite_url: str
-) -> Iterator[MainWindow]:
-    main_window = MainWindow(redact_url(sqlite_url))
-    qtbot.addWidget(main_window)
-    main_window.show()
-    yield main_window
-    qtbot.waitUntil(lambda: not main_window.has_pending_work(), timeout=WAIT_MS)
-    if main_window.database is not None:
-        main_window.database.dispose()
 
 
 @pytest.fixture

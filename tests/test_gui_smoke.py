@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,36 +12,14 @@ from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QApplication, QLabel, QMessageBox, QPushButton
 from pytestqt.qtbot import QtBot
 
-from app.models.database import Database, redact_url
 from app.views import app as console
 from app.views.main_window import MainWindow
 from app.views.pages import PAGES
+from tests.conftest import WAIT_MS, open_database
 
 # The offscreen platform warns this for every top-level window whose size constraints change
 # (any layout update); real platforms implement it. Every other Qt warning still fails a test.
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
-
-WAIT_MS = 20_000  # opening migrates the database; generous for a loaded CI machine
-
-
-@pytest.fixture
-def window(
-    qtbot: QtBot, qt_loop: asyncio.AbstractEventLoop, sqlite_url: str
-) -> Iterator[MainWindow]:
-    main_window = MainWindow(redact_url(sqlite_url))
-    qtbot.addWidget(main_window)
-    main_window.show()
-    yield main_window
-    # Background reads finish before their database is closed under them.
-    qtbot.waitUntil(lambda: not main_window.has_pending_work(), timeout=WAIT_MS)
-    if main_window.database is not None:
-        main_window.database.dispose()
-
-
-def open_database(qtbot: QtBot, window: MainWindow, url: str) -> Database | None:
-    opening = asyncio.ensure_future(window.open_database(url))
-    qtbot.waitUntil(opening.done, timeout=WAIT_MS)
-    return opening.result()
 
 
 def label(window: MainWindow, name: str) -> QLabel:

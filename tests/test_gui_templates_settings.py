@@ -10,8 +10,6 @@ navigation.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +26,7 @@ from PySide6.QtWidgets import (
 from pytestqt.qtbot import QtBot
 
 from app.models import TemplateKind
-from app.models.database import Database, redact_url
+from app.models.database import Database
 from app.services import groups
 from app.services.dns_settings import get_settings, load_row, update_settings
 from app.services.dns_templates import create_template, get_template, update_template
@@ -38,36 +36,24 @@ from app.views.main_window import MainWindow
 from app.views.pages.dns_settings import DnsSettingsPage
 from app.views.pages.templates import TemplatesPage
 from app.views.template_dialog import TemplateDialog
+from tests.conftest import WAIT_MS
 
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
 
-WAIT_MS = 20_000
+
+@pytest.fixture
+def window_options() -> dict[str, object]:
+    return {"open": True, "size": (1200, 760)}
 
 
 @pytest.fixture
-def window(
-    qtbot: QtBot, qt_loop: asyncio.AbstractEventLoop, sqlite_url: str
-) -> Iterator[MainWindow]:
-    main_window = MainWindow(redact_url(sqlite_url))
-    qtbot.addWidget(main_window)
-    main_window.resize(1200, 760)
-    # Migrate first, then show: the migration runs in the executor, and a first paint
-    # competing with it for the GIL is the framework's cost, not these pages'.
-    opening = asyncio.ensure_future(main_window.open_database(sqlite_url))
-    qtbot.waitUntil(opening.done, timeout=WAIT_MS)
-    assert opening.result() is not None
-    main_window.show()
-    qtbot.waitExposed(main_window)
-    for page in main_window.pages:
+def window(window: MainWindow) -> MainWindow:
+    for page in window.pages:
         if isinstance(page, DnsSettingsPage):
             # pytest-qt closes the window before this fixture's teardown runs: a test that
             # fails with unsaved edits must not leave a modal question waiting forever.
             page.confirm_discard = lambda: True
-    yield main_window
-    main_window.close()
-    qtbot.waitUntil(lambda: not main_window.has_pending_work(), timeout=WAIT_MS)
-    if main_window.database is not None:
-        main_window.database.dispose()
+    return window
 
 
 def db_of(window: MainWindow) -> Database:

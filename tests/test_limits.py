@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from app.models import User, UserGroup, UserSendCount
 from app.models.database import Database
+from app.services import groups, sender_domains, users
 from app.services.errors import ConflictError, LimitExceeded, NotFoundError, ValidationError
-from app.services.limits import check_can_send, record_sent, usage
+from app.services.limits import check_can_send, record_sent, usage, usage_for_users
 
 DAY = date(2026, 3, 14)
 
@@ -206,3 +209,93 @@ def test_refused_check_stores_nothing_and_bad_input_is_refused(
         # A datetime is taken as its day rather than breaking the Date comparison.
         record_sent(session, user_id, today=datetime(2026, 3, 14, 23, 59))
         assert ledger(session) == [(DAY, False, 1)]
+
+
+# ---------------------------------------------------------------- many users at once
+
+
+def _seed_group(database: Database, name: str, **values: Any) -> None:
+    with database.transaction() as session:
+        groups.create_group(session, {"name": name, **values})
+
+
+def _seed_user(database: Database, username: str, group: str) -> int:
+    with database.transaction() as session:
+        values = {"username": username, "email": f"{username}@example.com", "group": group}
+        return users.create_user(session, values).id
+
+
+def test_usage_for_users_is_usage_for_each_user(database: Database) -> None:
+    """The Users page's and ``users list``'s one grouped query counts what limits.usage
+    counts per user, on every backend."""
+    _seed_group(database, "Sales", daily_email_limit=50, lifetime_email_limit=5000)
+    _seed_group(database, "Plain")
+    ids = [
+        _seed_user(database, "dave", "Sales"),
+        _seed_user(database, "erin", "Plain"),
+        _seed_user(database, "fay", "Plain"),
+    ]
+    day = date(2024, 3, 15)  # a leap year: the 30-day window starts on 15 February
+    sends = [
+        (day, 1, False),
+        (day, 2, True),
+        (date(2024, 3, 1), 4, False),
+        (date(2024, 2, 29), 8, True),
+        (date(2024, 2, 15), 16, True),
+        (date(2024, 2, 14), 32, True),
+        (day + timedelta(days=1), 64, False),
+        (date(2023, 12, 31), 128, False),
+    ]
+    with database.transaction() as session:
+        for user_id in ids[:2]:
+            for when, count, via_default in sends:
+                record_sent(session, user_id, count, via_default_domain=via_default, today=when)
+    with database.session() as session:
+        members = list(session.scalars(select(User).order_by(User.username)))
+        together = usage_for_users(session, members, today=day)
+        for user_id in ids:
+            assert together[user_id] == usage(session, user_id, today=day)
+        assert together[ids[0]].default_domain_30d == 2 + 8 + 16
+        assert together[ids[0]].lifetime == 1 + 2 + 4 + 8 + 16 + 32 + 64 + 128
+        only_erin = usage_for_users(session, members[1:2], today=day)
+        assert list(only_erin) == [ids[1]] and only_erin[ids[1]] == together[ids[1]]
+        rows = users.user_rows(session, today=day)
+        sales = users.user_rows(session, group="Sales", today=day)
+    assert [row["username"] for row in rows] == ["dave", "erin", "fay"]
+    assert rows[0]["today"] == 3 and rows[0]["daily_limit"] == 50
+    assert rows[0]["lifetime_limit"] == 5000 and rows[1]["daily_limit"] is None
+    assert rows[2]["lifetime"] == 0 and rows[2]["domain_count"] == 0
+    assert [row["username"] for row in sales] == ["dave"]
+    json.dumps(rows)  # the rows `users list --json` prints
+
+
+def test_user_rows_take_the_same_queries_for_any_number_of_users(database: Database) -> None:
+    """The Users page loads in a fixed number of queries, not one or more per user."""
+    _seed_group(database, "Sales", sender_domain_management=True)
+
+    def queries_for_rows() -> int:
+        statements: list[str] = []
+
+        def count(*args: Any) -> None:
+            statements.append(str(args[2]))
+
+        event.listen(database.engine, "before_cursor_execute", count)
+        try:
+            with database.session() as session:
+                users.user_rows(session)
+        finally:
+            event.remove(database.engine, "before_cursor_execute", count)
+        return len(statements)
+
+    for number in range(2):
+        _seed_user(database, f"user{number}", "Sales")
+    few = queries_for_rows()
+    for number in range(2, 12):
+        user_id = _seed_user(database, f"user{number}", "Sales")
+        with database.transaction() as session:
+            record_sent(session, user_id, number)
+            sender_domains.create_sender_domain(session, f"user{number}", f"d{number}.example.com")
+    assert queries_for_rows() == few <= 4
+    with database.session() as session:
+        counts = {row["username"]: row["domain_count"] for row in users.user_rows(session)}
+    assert counts["user0"] == 0 and counts["user11"] == 1

@@ -33,7 +33,7 @@ from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.models import DnsTemplate, DnsTemplateRecord, Installation, TemplateKind, UserGroup
@@ -560,3 +560,48 @@ def template_as_dict(template: DnsTemplate) -> dict[str, Any]:
         "description": template.description,
         "records": [{"host": r.host, "type": r.type, "value": r.value} for r in template.records],
     }
+
+
+# ---------------------------------------------------------------- reads for the console
+
+
+def template_detail(session: Session, kind: TemplateKind | str, name: str) -> dict[str, Any]:
+    """``template_as_dict`` plus ``version`` and ``used_by``: what the editor opens with."""
+    template = get_template(session, kind, name)
+    return {
+        **template_as_dict(template),
+        "version": template.version,
+        "used_by": groups_using(session, template),
+    }
+
+
+def template_rows(session: Session, kind: TemplateKind | str | None = None) -> list[dict[str, Any]]:
+    """Every template (of ``kind``) as ``template_as_dict`` plus ``record_count``,
+    ``record_types`` (sorted, distinct), ``used_by`` (group names) and ``version``, in two
+    queries: the rows of ``templates list`` and of the console's DNS Templates page."""
+    used: dict[int, list[str]] = {}
+    for name, campaign_id, gateway_id in session.execute(
+        select(
+            UserGroup.name, UserGroup.campaign_dns_template_id, UserGroup.gateway_dns_template_id
+        ).order_by(UserGroup.name)
+    ):
+        for template_id in {campaign_id, gateway_id}:
+            if template_id is not None:
+                used.setdefault(template_id, []).append(name)
+    query = (
+        select(DnsTemplate)
+        .options(selectinload(DnsTemplate.records))
+        .order_by(DnsTemplate.kind, DnsTemplate.name)
+    )
+    if kind is not None:
+        query = query.where(DnsTemplate.kind == _kind(kind))
+    return [
+        {
+            **template_as_dict(template),
+            "record_count": len(template.records),
+            "record_types": sorted({record.type for record in template.records}),
+            "used_by": used.get(template.id, []),
+            "version": template.version,
+        }
+        for template in session.scalars(query)
+    ]

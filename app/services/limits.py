@@ -16,6 +16,7 @@ Decisions:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
@@ -85,35 +86,59 @@ def _sum_where(condition: ColumnElement[bool]) -> ColumnElement[Any]:
     return func.coalesce(func.sum(case((condition, UserSendCount.sent), else_=0)), 0)
 
 
-def usage(session: Session, user_id: int, *, today: date | None = None) -> Usage:
-    day = _day(today)
-    user = _load_user(session, user_id)
-    group = user.group
+def _totals(day: date) -> tuple[ColumnElement[Any], ...]:
+    """What counts toward each limit on ``day``: the one rule, for one user or many."""
     sent_on = UserSendCount.day
     via_default = UserSendCount.via_default_domain.is_(True)
-    row = session.execute(
-        select(
-            _sum_where(sent_on == day),
-            _sum_where(and_(sent_on >= day.replace(day=1), sent_on <= day)),
-            func.coalesce(func.sum(UserSendCount.sent), 0),
-            _sum_where(and_(via_default, sent_on >= _window_start(day), sent_on <= day)),
-        ).where(UserSendCount.user_id == user_id)
-    ).one()
-    # int(): MariaDB returns SUM() as Decimal.
-    sent_today, this_month, lifetime, default_30d = (int(value) for value in row)
-    return Usage(
-        username=user.username,
-        group=group.name,
-        as_of=day,
-        today=sent_today,
-        this_month=this_month,
-        lifetime=lifetime,
-        default_domain_30d=default_30d,
-        daily_limit=_limit(group.daily_email_limit),
-        monthly_limit=_limit(group.monthly_email_limit),
-        lifetime_limit=_limit(group.lifetime_email_limit),
-        default_domain_limit=_limit(group.default_sender_domain_monthly_limit),
+    return (
+        _sum_where(sent_on == day),
+        _sum_where(and_(sent_on >= day.replace(day=1), sent_on <= day)),
+        func.coalesce(func.sum(UserSendCount.sent), 0),
+        _sum_where(and_(via_default, sent_on >= _window_start(day), sent_on <= day)),
     )
+
+
+# Up to this many users are named in the query; more, and every user's totals are read,
+# which costs less than a long IN list.
+_NAMED_USERS_MAX = 500
+
+
+def usage_for_users(
+    session: Session, users: Sequence[User], *, today: date | None = None
+) -> dict[int, Usage]:
+    """``usage`` of every user in ``users`` (their groups loaded), keyed by user id, in one
+    grouped query whatever their number."""
+    day = _day(today)
+    query = select(UserSendCount.user_id, *_totals(day)).group_by(UserSendCount.user_id)
+    if len(users) <= _NAMED_USERS_MAX:
+        query = query.where(UserSendCount.user_id.in_([user.id for user in users]))
+    # int(): MariaDB returns SUM() as Decimal.
+    totals = {
+        user_id: tuple(int(value) for value in sums) for user_id, *sums in session.execute(query)
+    }
+    result: dict[int, Usage] = {}
+    for user in users:
+        group = user.group
+        sent_today, this_month, lifetime, default_30d = totals.get(user.id, (0, 0, 0, 0))
+        result[user.id] = Usage(
+            username=user.username,
+            group=group.name,
+            as_of=day,
+            today=sent_today,
+            this_month=this_month,
+            lifetime=lifetime,
+            default_domain_30d=default_30d,
+            daily_limit=_limit(group.daily_email_limit),
+            monthly_limit=_limit(group.monthly_email_limit),
+            lifetime_limit=_limit(group.lifetime_email_limit),
+            default_domain_limit=_limit(group.default_sender_domain_monthly_limit),
+        )
+    return result
+
+
+def usage(session: Session, user_id: int, *, today: date | None = None) -> Usage:
+    user = _load_user(session, user_id)
+    return usage_for_users(session, [user], today=today)[user.id]
 
 
 def _next_month(day: date) -> date:

@@ -16,12 +16,19 @@ from typing import Any
 
 import platformdirs
 import yaml
+from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from app.models.database import APP_NAME
+from app.models.database import (
+    APP_NAME,
+    connection_error_sentence,
+    create_db_engine,
+    redact_url,
+    schema_revision,
+)
 from app.services import validation
-from app.services.errors import NotFoundError, ValidationError
+from app.services.errors import NotFoundError, PostroomError, ValidationError
 from app.services.keyring_store import SecretStore
 
 PROFILES_FILE = "profiles.yaml"
@@ -267,3 +274,188 @@ def delete_profile(name: str, store: SecretStore | None = None) -> None:
     profiles = _read_all()
     profiles.pop(profile.name, None)
     _write_all(profiles)
+
+
+# ---------------------------------------------------------------- URLs the console builds and reads
+#
+# The database dialog and the status bar take URLs apart and put them together; they do
+# it here, so that the console's views need no SQLAlchemy of their own.
+
+KIND_SQLITE = "sqlite"
+KIND_POSTGRESQL = "postgresql"
+KIND_MARIADB = "mariadb"
+SERVER_DRIVERS = {KIND_POSTGRESQL: "postgresql+psycopg", KIND_MARIADB: "mysql+pymysql"}
+DEFAULT_PORTS = {KIND_POSTGRESQL: 5432, KIND_MARIADB: 3306}
+_BACKEND_NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mysql": "MySQL"}
+# A test against a host that drops packets should answer in seconds, not minutes.
+CONNECT_TIMEOUT_S = 8
+
+
+class ConnectionFailed(PostroomError):
+    """A test connection was refused; the message says why and what to check."""
+
+
+@dataclass(frozen=True)
+class UrlParts:
+    """A database URL taken apart, without its password."""
+
+    kind: str  # KIND_SQLITE, KIND_POSTGRESQL or KIND_MARIADB
+    host: str | None
+    port: int | None
+    database: str | None
+    username: str | None
+
+    def same_target(self, other: UrlParts) -> bool:
+        """Whether both reach the same database as the same user (passwords aside)."""
+
+        def key(parts: UrlParts) -> tuple[object, ...]:
+            port = parts.port or DEFAULT_PORTS.get(parts.kind)
+            return (parts.kind, parts.host, port, parts.database, parts.username)
+
+        return key(self) == key(other)
+
+
+def _kind_of(url: URL) -> str:
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return KIND_SQLITE
+    return KIND_POSTGRESQL if backend == "postgresql" else KIND_MARIADB
+
+
+def url_parts(url: str) -> UrlParts | None:
+    """``url`` taken apart, or None if it is not a database URL."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return None
+    return UrlParts(
+        kind=_kind_of(parsed),
+        host=parsed.host,
+        port=parsed.port,
+        database=parsed.database,
+        username=parsed.username,
+    )
+
+
+def same_target(a: str, b: str) -> bool:
+    """Whether two URLs reach the same database as the same user; False if one is unreadable."""
+    first, second = url_parts(a), url_parts(b)
+    return first is not None and second is not None and first.same_target(second)
+
+
+def sqlite_url(path: str | os.PathLike[str]) -> str:
+    absolute = os.path.abspath(os.path.expanduser(path))
+    return URL.create("sqlite", database=absolute).render_as_string(hide_password=False)
+
+
+def server_url(
+    kind: str,
+    *,
+    host: str,
+    port: int | None,
+    database: str,
+    username: str | None = None,
+    password: str | None = None,
+) -> str:
+    """A PostgreSQL or MariaDB URL; special characters in the password are escaped."""
+    return URL.create(
+        SERVER_DRIVERS[kind],
+        username=username or None,
+        password=password or None,
+        host=host,
+        port=port,
+        database=database,
+    ).render_as_string(hide_password=False)
+
+
+def without_password(url: str) -> str:
+    """``url`` with no password at all (not even a mask): what a profile file holds."""
+    return _without_password(make_url(url))
+
+
+def display_url(url: str) -> str:
+    """The URL as it may be shown (password masked); a placeholder if it is unreadable,
+    since an unreadable URL may hold a password in a place the parser missed."""
+    try:
+        return redact_url(url)
+    except (ArgumentError, ValueError):
+        return "(unreadable database URL)"
+
+
+def profile_for_url(url: str) -> str | None:
+    """The saved profile that points where ``url`` does, if any (reads the profile file)."""
+    target = url_parts(url)
+    if target is None or target.kind == KIND_SQLITE:
+        return None
+    try:
+        for profile in list_profiles():
+            parts = url_parts(profile.url_without_password)
+            if parts is not None and parts.same_target(target):
+                return profile.name
+    except (PostroomError, OSError):
+        return None  # a broken profiles file only costs the name in the status bar
+    return None
+
+
+def describe_profile(profile: ConnectionProfile) -> str:
+    """``PostgreSQL · host`` or ``SQLite · file name``: a profile in a few words."""
+    parts = url_parts(profile.url_without_password)
+    if parts is None:
+        return profile.backend
+    if parts.kind == KIND_SQLITE:
+        return f"SQLite · {Path(parts.database or '').name}"
+    name = "PostgreSQL" if parts.kind == KIND_POSTGRESQL else "MariaDB"
+    return f"{name} · {parts.host or 'localhost'}"
+
+
+def _first_existing(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path(path.anchor or ".")
+
+
+def check_connection(url: str) -> str:
+    """Connect, run SELECT 1 and say what is there; ``ConnectionFailed`` says why not.
+
+    Blocking: run it in an executor. A SQLite file that does not exist yet is not created
+    here: only its folder is checked, since opening the database creates and migrates it.
+    """
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise ConnectionFailed(
+            "The database URL cannot be read; check the connection settings."
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        path = Path(parsed.database or "")
+        if path.is_dir():
+            raise ConnectionFailed(f"{path} is a folder; choose a file name inside it.")
+        if not path.exists():
+            folder = _first_existing(path.parent)
+            if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+                raise ConnectionFailed(
+                    f"{path.name} cannot be created because {folder} is not a writable "
+                    "folder; choose another place."
+                )
+            return f"{path.name} does not exist yet; Postroom creates and sets it up on connect."
+    elif "connect_timeout" not in parsed.query:
+        parsed = parsed.update_query_dict({"connect_timeout": str(CONNECT_TIMEOUT_S)})
+    engine = create_db_engine(parsed.render_as_string(hide_password=False))
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        revision = schema_revision(engine)
+        version = engine.dialect.server_version_info
+        is_mariadb = bool(getattr(engine.dialect, "is_mariadb", False))
+    except Exception as exc:
+        raise ConnectionFailed(connection_error_sentence(exc, url)) from None
+    finally:
+        engine.dispose()
+    name = "MariaDB" if is_mariadb else _BACKEND_NAMES.get(backend, backend)
+    if version and backend != "sqlite":
+        name += " " + ".".join(str(part) for part in version[:2])
+    if revision is None:
+        return f"Connected to {name}; Postroom sets up its tables when you connect."
+    return f"Connected to {name}: a Postroom database (schema {revision})."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -259,3 +260,58 @@ def server_as_dict(server: DeliveryServer) -> dict[str, Any]:
         "last_test_at": server.last_test_at.isoformat() if server.last_test_at else None,
         "version": server.version,
     }
+
+
+# ---------------------------------------------------------------- rows for lists
+
+
+def server_rows(session: Session) -> list[dict[str, Any]]:
+    """Every server with where it is allocated and how its last test failed, in one read:
+    the rows of ``servers list`` and of the console's Delivery Servers page.
+
+    ``server_as_dict`` plus ``allocation`` (one ``{group, channel, badge, colour}`` per
+    group channel that uses the server), ``allocation_text`` ("UserGroup1: M T" or
+    "Not Allocated"), and ``failed_stage`` / ``hint`` of a failed last test (else None).
+    """
+    # Imported here: routing builds on groups and users, which build on nothing here.
+    from app.services import routing
+
+    badges = routing.allocation_badges(session)
+    rows: list[dict[str, Any]] = []
+    for server in list_servers(session):
+        mine = badges.get(server.name, [])
+        failed_stage, hint = _last_failure(server.last_test_report)
+        rows.append(
+            {
+                **server_as_dict(server),
+                "allocation": [
+                    {
+                        "group": badge.group,
+                        "channel": badge.channel.value,
+                        "badge": badge.code,
+                        "colour": badge.colour,
+                    }
+                    for badge in mine
+                ],
+                "allocation_text": routing.badge_text(mine),
+                "failed_stage": failed_stage,
+                "hint": hint,
+            }
+        )
+    return rows
+
+
+def _last_failure(report_json: str | None) -> tuple[str | None, str | None]:
+    if not report_json:
+        return None, None
+    try:
+        report = json.loads(report_json)
+    except ValueError:  # written by something else: no detail rather than a failure
+        return None, None
+    if not isinstance(report, dict) or report.get("ok"):
+        return None, None
+    stage, hint = report.get("failed_stage"), report.get("hint")
+    return (
+        stage if isinstance(stage, str) else None,
+        hint if isinstance(hint, str) else None,
+    )

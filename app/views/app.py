@@ -20,10 +20,9 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.exc import ArgumentError
-
 from app import __version__
-from app.models.database import redact_url, resolve_database_url
+from app.models.database import resolve_database_url
+from app.services.profiles import display_url
 
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QApplication, QMessageBox
@@ -208,13 +207,6 @@ def _report_loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, A
         loop.default_exception_handler(context)
 
 
-def _display_url(url: str) -> str:
-    try:
-        return redact_url(url)
-    except ArgumentError:
-        return "(unreadable database URL)"  # opening it will explain; never echo the text
-
-
 async def _console_session(window: MainWindow, url: str) -> None:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_report_loop_exception)
@@ -270,7 +262,7 @@ def run(database_url: str | None = None) -> int:
     app = _application()
     sys.excepthook = ErrorReporter()
     url = resolve_database_url(database_url)
-    window = MainWindow(_display_url(url))
+    window = MainWindow(display_url(url))
     window.show()
     with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
         runner.run(_console_session(window, url))

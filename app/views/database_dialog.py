@@ -11,9 +11,7 @@ executor; the dialog only awaits the results.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence, QPalette, QShortcut
@@ -35,179 +33,37 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from sqlalchemy import text
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
 
-from app.models.database import (
-    connection_error_sentence,
-    create_db_engine,
-    default_sqlite_path,
-    schema_revision,
-)
+from app.models.database import default_sqlite_path
 from app.services import profiles, validation
-from app.services.errors import PostroomError, SecretsUnavailable, ValidationError
+from app.services.errors import SecretsUnavailable, ValidationError
 from app.services.keyring_store import KeyringStatus, keyring_status
+from app.services.profiles import (
+    DEFAULT_PORTS,
+    KIND_MARIADB,
+    KIND_POSTGRESQL,
+    KIND_SQLITE,
+    ConnectionFailed,
+    check_connection,
+    describe_profile,
+    same_target,
+    server_url,
+    sqlite_url,
+    url_parts,
+    without_password,
+)
 from app.views import theme
 from app.views.context import AppContext
 from app.views.forms import Form, error_label
 
-KIND_SQLITE = "sqlite"
-KIND_POSTGRESQL = "postgresql"
-KIND_MARIADB = "mariadb"
 KINDS = (
     (KIND_SQLITE, "SQLite file on this computer"),
     (KIND_POSTGRESQL, "PostgreSQL server"),
     (KIND_MARIADB, "MariaDB or MySQL server"),
 )
-DRIVERS = {KIND_POSTGRESQL: "postgresql+psycopg", KIND_MARIADB: "mysql+pymysql"}
-DEFAULT_PORTS = {KIND_POSTGRESQL: 5432, KIND_MARIADB: 3306}
-BACKEND_NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mysql": "MySQL"}
-# A test against a host that drops packets should answer in seconds, not minutes.
-CONNECT_TIMEOUT_S = 8
 
 # (url, profile name or None) -> None when the database is open, else why not (one sentence).
 Opener = Callable[[str, str | None], Awaitable[str | None]]
-
-
-class ConnectionFailed(PostroomError):
-    """The test connection was refused; the message says why and what to check."""
-
-
-# ---------------------------------------------------------------- URLs
-
-
-def sqlite_url(path: str | os.PathLike[str]) -> str:
-    absolute = os.path.abspath(os.path.expanduser(path))
-    return URL.create("sqlite", database=absolute).render_as_string(hide_password=False)
-
-
-def server_url(
-    kind: str,
-    *,
-    host: str,
-    port: int | None,
-    database: str,
-    username: str | None = None,
-    password: str | None = None,
-) -> str:
-    """A PostgreSQL or MariaDB URL; special characters in the password are escaped."""
-    return URL.create(
-        DRIVERS[kind],
-        username=username or None,
-        password=password or None,
-        host=host,
-        port=port,
-        database=database,
-    ).render_as_string(hide_password=False)
-
-
-def kind_of(url: URL) -> str:
-    backend = url.get_backend_name()
-    if backend == "sqlite":
-        return KIND_SQLITE
-    return KIND_POSTGRESQL if backend == "postgresql" else KIND_MARIADB
-
-
-def same_target(a: URL, b: URL) -> bool:
-    """Whether two URLs reach the same database as the same user (passwords aside)."""
-
-    def key(url: URL) -> tuple[object, ...]:
-        port = url.port or DEFAULT_PORTS.get(kind_of(url))
-        return (kind_of(url), url.host, port, url.database, url.username)
-
-    return key(a) == key(b)
-
-
-def without_password(url: str) -> str:
-    parsed = make_url(url)
-    # URL.set(password=None) would keep the old password: rebuild from the parts instead.
-    return URL.create(
-        parsed.drivername,
-        username=parsed.username,
-        host=parsed.host,
-        port=parsed.port,
-        database=parsed.database,
-        query=parsed.query,
-    ).render_as_string(hide_password=False)
-
-
-def profile_for_url(url: str) -> str | None:
-    """The saved profile that points where ``url`` does, if any (runs in the executor)."""
-    try:
-        target = make_url(url)
-        if target.get_backend_name() == "sqlite":
-            return None
-        for profile in profiles.list_profiles():
-            if same_target(make_url(profile.url_without_password), target):
-                return profile.name
-    except (PostroomError, ArgumentError, OSError):
-        return None  # a broken profiles file only costs the name in the status bar
-    return None
-
-
-def describe_profile(profile: profiles.ConnectionProfile) -> str:
-    """``PostgreSQL · host`` for the list; the tooltip shows the whole URL (no password)."""
-    try:
-        url = make_url(profile.url_without_password)
-    except ArgumentError:
-        return profile.backend
-    kind = kind_of(url)
-    if kind == KIND_SQLITE:
-        return f"SQLite · {Path(url.database or '').name}"
-    name = "PostgreSQL" if kind == KIND_POSTGRESQL else "MariaDB"
-    return f"{name} · {url.host or 'localhost'}"
-
-
-# ---------------------------------------------------------------- testing a connection
-
-
-def _first_existing(path: Path) -> Path:
-    for candidate in (path, *path.parents):
-        if candidate.exists():
-            return candidate
-    return Path(path.anchor or ".")
-
-
-def check_connection(url: str) -> str:
-    """Connect, run SELECT 1 and say what is there; ``ConnectionFailed`` says why not.
-
-    Runs in the executor. A SQLite file that does not exist yet is not created here:
-    only its folder is checked, since opening the database creates and migrates it.
-    """
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        path = Path(parsed.database or "")
-        if path.is_dir():
-            raise ConnectionFailed(f"{path} is a folder; choose a file name inside it.")
-        if not path.exists():
-            folder = _first_existing(path.parent)
-            if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-                raise ConnectionFailed(
-                    f"{path.name} cannot be created because {folder} is not a writable "
-                    "folder; choose another place."
-                )
-            return f"{path.name} does not exist yet; Postroom creates and sets it up on connect."
-    elif "connect_timeout" not in parsed.query:
-        parsed = parsed.update_query_dict({"connect_timeout": str(CONNECT_TIMEOUT_S)})
-    engine = create_db_engine(parsed.render_as_string(hide_password=False))
-    try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        revision = schema_revision(engine)
-        version = engine.dialect.server_version_info
-        is_mariadb = bool(getattr(engine.dialect, "is_mariadb", False))
-    except Exception as exc:
-        raise ConnectionFailed(connection_error_sentence(exc, url)) from None
-    finally:
-        engine.dispose()
-    name = "MariaDB" if is_mariadb else BACKEND_NAMES.get(backend, backend)
-    if version and backend != "sqlite":
-        name += " " + ".".join(str(part) for part in version[:2])
-    if revision is None:
-        return f"Connected to {name}; Postroom sets up its tables when you connect."
-    return f"Connected to {name}: a Postroom database (schema {revision})."
 
 
 # ---------------------------------------------------------------- the dialog
@@ -454,23 +310,18 @@ class DatabaseDialog(QDialog):
 
     def _load_url(self, url: str | None) -> None:
         """Fill the fields from ``url`` (the current database), never its password."""
-        parsed = None
-        if url:
-            try:
-                parsed = make_url(url)
-            except ArgumentError:
-                parsed = None
-        if parsed is None or kind_of(parsed) == KIND_SQLITE:
+        parsed = url_parts(url) if url else None
+        if parsed is None or parsed.kind == KIND_SQLITE:
             path = parsed.database if parsed is not None and parsed.database else None
             self.sqlite_path.setText(path or str(default_sqlite_path()))
             self.set_kind(KIND_SQLITE)
             self._on_kind_changed(0)
             return
-        self.set_kind(kind_of(parsed))
+        self.set_kind(parsed.kind)
         self.server.load(
             {
                 "host": parsed.host,
-                "port": parsed.port or DEFAULT_PORTS[kind_of(parsed)],
+                "port": parsed.port or DEFAULT_PORTS[parsed.kind],
                 "database": parsed.database,
                 "username": parsed.username,
                 "password": None,
@@ -510,7 +361,7 @@ class DatabaseDialog(QDialog):
             profile is not None
             and profile.has_password
             and not self.password.text()
-            and same_target(make_url(url), make_url(profile.url_without_password))
+            and same_target(url, profile.url_without_password)
         )
 
     async def resolved_url(self) -> str | None:
@@ -533,7 +384,7 @@ class DatabaseDialog(QDialog):
         profile = self._selected
         if profile is None:
             return None
-        same = same_target(make_url(url), make_url(profile.url_without_password))
+        same = same_target(url, profile.url_without_password)
         return profile.name if same else None
 
     def _on_server_edited(self) -> None:

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont, QFontDatabase, QPalette
@@ -24,22 +23,16 @@ from PySide6.QtWidgets import (
     QTabWidget,
     QWidget,
 )
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from app.models import (
-    Channel,
-    DeliveryServer,
-    DnsTemplate,
-    LegacySendMethod,
-    TemplateKind,
-    User,
-    UserGroup,
-)
+from app.models import Channel, DeliveryServer, LegacySendMethod, User, UserGroup
 from app.services import groups, routing
 from app.services.errors import ValidationError
+from app.services.groups import GroupChoices
 from app.views.context import AppContext
 from app.views.forms import ERROR_COLOUR, EditorDialog, Form
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 NONE_CHOICE = "(none)"
 CHANNEL_TITLES = {
@@ -94,31 +87,10 @@ def parser_of(key: str) -> Any:
 # ---------------------------------------------------------------- data (executor side)
 
 
-@dataclass(frozen=True)
-class GroupChoices:
-    """What the dropdowns offer: existing delivery servers and DNS templates of each kind."""
-
-    servers: list[str]
-    campaign_templates: list[str]
-    gateway_templates: list[str]
-
-
-def load_choices(session: Session) -> GroupChoices:
-    servers = list(session.scalars(select(DeliveryServer.name).order_by(DeliveryServer.name)))
-    templates = session.execute(
-        select(DnsTemplate.kind, DnsTemplate.name).order_by(DnsTemplate.name)
-    ).all()
-    return GroupChoices(
-        servers=servers,
-        campaign_templates=[name for kind, name in templates if kind is TemplateKind.CAMPAIGN],
-        gateway_templates=[name for kind, name in templates if kind is TemplateKind.GATEWAY],
-    )
-
-
 def load_editor(session: Session, name: str | None) -> tuple[GroupChoices, dict[str, Any] | None]:
     """The dropdown choices and the group as saved, read in one transaction so they agree."""
     group = groups.group_as_dict(groups.get_group(session, name)) if name is not None else None
-    return load_choices(session), group
+    return groups.group_choices(session), group
 
 
 # ---------------------------------------------------------------- route preview

@@ -26,14 +26,13 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from app import __version__
 from app.models.database import Database, connection_error_sentence
+from app.services.profiles import KIND_SQLITE, profile_for_url, url_parts
 from app.views import theme
 from app.views.context import AppContext
-from app.views.database_dialog import DatabaseDialog, profile_for_url
+from app.views.database_dialog import DatabaseDialog
 from app.views.import_export import ConfigTransfer
 from app.views.pages import PAGES
 from app.views.pages.base import Page, scaled_font
@@ -52,11 +51,10 @@ SECTION_ICONS = {
 
 def describe_database(display_url: str, profile: str | None = None) -> str:
     """What the status bar says: the SQLite file, or the profile and the redacted URL."""
-    try:
-        url = make_url(display_url)
-    except ArgumentError:
+    url = url_parts(display_url)
+    if url is None:
         return display_url
-    if url.get_backend_name() == "sqlite":
+    if url.kind == KIND_SQLITE:
         return f"SQLite {url.database or '(in memory)'}"
     return f"{profile} ({display_url})" if profile else display_url
 
@@ -64,11 +62,10 @@ def describe_database(display_url: str, profile: str | None = None) -> str:
 def _short_name(display_url: str, profile: str | None) -> str:
     if profile:
         return profile
-    try:
-        url = make_url(display_url)
-    except ArgumentError:
+    url = url_parts(display_url)
+    if url is None:
         return ""
-    if url.get_backend_name() == "sqlite":
+    if url.kind == KIND_SQLITE:
         return (url.database or "").rsplit("/", 1)[-1]
     return f"{url.database or ''} on {url.host or 'localhost'}"
 

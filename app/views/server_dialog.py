@@ -9,7 +9,7 @@ Save) or used for the SMTP session (on Test); an empty field keeps the stored on
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QPalette
@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from sqlalchemy.orm import Session
 
 from app.models import DeliveryServer, Encryption
 from app.services import servers, validation
@@ -33,6 +32,9 @@ from app.views import theme
 from app.views.context import AppContext
 from app.views.forms import EditorDialog, Form
 from app.views.smtp_test_panel import SmtpTestPanel, load_icon
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 # Used when the dialog creates a server: the reference's defaults (Timeout 10 seconds).
 NEW_SERVER_DEFAULTS: dict[str, object] = {

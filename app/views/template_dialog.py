@@ -10,7 +10,7 @@ until Save.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QCloseEvent, QKeySequence, QPalette
@@ -36,7 +36,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from sqlalchemy.orm import Session
 
 from app.models import TemplateKind
 from app.services import validation
@@ -45,19 +44,21 @@ from app.services.dns_templates import (
     MAX_RECORDS,
     PREVIEW_DOMAIN,
     create_template,
-    get_template,
-    groups_using,
     installation_hash_secret,
     normalize_records,
     random_label,
     render_records,
     template_as_dict,
+    template_detail,
     update_template,
 )
 from app.services.errors import ValidationError
 from app.views import theme
 from app.views.context import AppContext
 from app.views.forms import EditorDialog, Form, error_label
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 Triple = tuple[str, str, str]
 KIND_CHOICES = [
@@ -71,14 +72,6 @@ EDITS_NOTE = (
 
 
 # ---------------------------------------------------------------- reads and writes
-
-
-def template_detail(session: Session, kind: str, name: str) -> dict[str, Any]:
-    template = get_template(session, kind, name)
-    data = template_as_dict(template)
-    data["version"] = template.version
-    data["used_by"] = groups_using(session, template)
-    return data
 
 
 def preview_inputs(session: Session) -> tuple[EffectiveDnsSettings, str]:

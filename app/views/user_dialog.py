@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QPalette
@@ -27,15 +27,17 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from app.models import DomainStatus, UserGroup
-from app.services import limits, users, validation
+from app.models import DomainStatus
+from app.services import groups, users, validation
 from app.services.errors import ValidationError
+from app.services.users import UserDetails
 from app.views.context import AppContext
 from app.views.forms import ERROR_COLOUR, EditorDialog, Form
-from app.views.table_model import Column, Row, RowTableModel
+from app.views.table_model import Column, RowTableModel
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 GROUP_LABEL = "User group"  # the service's field name, so its refusals land under the combo
 STATUS_TITLES = {
@@ -63,16 +65,6 @@ def status_title(status: object) -> str:
 
 
 @dataclass(frozen=True)
-class UserDetails:
-    """What the dialog shows read-only about a saved user."""
-
-    domains: list[Row]
-    domains_limit: int | None
-    usage: limits.Usage
-    default_domain_enabled: bool
-
-
-@dataclass(frozen=True)
 class UserEditorData:
     group_names: list[str]
     user: dict[str, Any] | None
@@ -81,21 +73,11 @@ class UserEditorData:
 
 def load_user_editor(session: Session, username: str | None) -> UserEditorData:
     """Group choices, the user as saved and their domains and usage, in one transaction."""
-    names = list(session.scalars(select(UserGroup.name).order_by(UserGroup.name)))
+    names = groups.group_names(session)
     if username is None:
         return UserEditorData(names, None, None)
-    user = users.get_user(session, username)
-    domains = [
-        {"domain": d.domain, "kind": d.kind.value, "status": d.status.value}
-        for d in sorted(user.sender_domains, key=lambda d: (d.domain, d.kind.value))
-    ]
-    details = UserDetails(
-        domains=domains,
-        domains_limit=user.group.sender_domains_limit or None,
-        usage=limits.usage(session, user.id),
-        default_domain_enabled=user.group.default_sender_domain_enabled,
-    )
-    return UserEditorData(names, users.user_as_dict(user), details)
+    details = users.user_details(session, username)
+    return UserEditorData(names, details.user, details)
 
 
 # ---------------------------------------------------------------- read-only panels

@@ -9,11 +9,10 @@ that can be selected and copied. The service already replaces secret values with
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QItemSelection, QObject, Qt, QTimer
+from PySide6.QtCore import QItemSelection, Qt, QTimer
 from PySide6.QtGui import QFontDatabase, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -30,12 +29,14 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from sqlalchemy.orm import Session
 
 from app.services import audit
 from app.views.context import AppContext
 from app.views.pages.base import Page
 from app.views.table_model import ROW_ROLE, Column, Row, RowTableModel
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 ENTITY_CHOICES: tuple[tuple[str, str | None], ...] = (
     ("All entities", None),
@@ -167,43 +168,6 @@ def _full(value: Any) -> str:
     return _value(value)
 
 
-class AuditModel(RowTableModel):
-    """Sorts its own rows by each column's sort key.
-
-    Filtering happens in the query, so no proxy is needed; and one key per row is far
-    cheaper than a proxy calling back into Python for every comparison of 5,000 rows.
-    """
-
-    def __init__(self, columns: Sequence[Column], parent: QObject | None = None) -> None:
-        super().__init__(columns, parent)
-        self._order: tuple[int, Qt.SortOrder] = (0, Qt.SortOrder.DescendingOrder)
-
-    def set_rows(self, rows: Sequence[Row]) -> None:
-        column, order = self._order
-        super().set_rows(self._sorted(list(rows), column, order))
-
-    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
-        self._order = (column, order)
-        self.layoutAboutToBeChanged.emit()
-        before = self.persistentIndexList()
-        moved = [id(self.rows[index.row()]) for index in before]
-        self.rows = self._sorted(self.rows, column, order)
-        # The selection (held as persistent indexes) follows its rows to their new places.
-        position = {id(row): number for number, row in enumerate(self.rows)}
-        after = [
-            self.index(position[key], index.column())
-            for key, index in zip(moved, before, strict=True)
-        ]
-        self.changePersistentIndexList(before, after)
-        self.layoutChanged.emit()
-
-    def _sorted(self, rows: list[Row], column: int, order: Qt.SortOrder) -> list[Row]:
-        if not 0 <= column < len(self.columns):
-            return rows
-        key = self.columns[column].sort_key
-        return sorted(rows, key=key, reverse=order == Qt.SortOrder.DescendingOrder)
-
-
 class AuditPage(Page):
     title = "Audit Log"
     summary = "Who changed what, and when. Secrets never appear here, only that they changed."
@@ -256,7 +220,8 @@ class AuditPage(Page):
         toolbar.addWidget(self.refresh_button)
         self.body.addLayout(toolbar)
 
-        self.model = AuditModel(
+        # Filtering happens in the query; the model only sorts (newest first).
+        self.model = RowTableModel(
             [
                 Column("time", "Time", sort_value=lambda row: row["at"]),
                 Column("actor", "Actor"),
@@ -270,8 +235,9 @@ class AuditPage(Page):
                 Column("summary", "Details", tooltip=self._tooltip),
             ],
             self,
+            sort_column=0,
+            sort_order=Qt.SortOrder.DescendingOrder,
         )
-        self.proxy = self.model  # filtering happens in the query; kept for a common API
         self.table = QTableView()
         self.table.setObjectName("auditTable")
         self.table.setAccessibleName("Audit entries")

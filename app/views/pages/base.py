@@ -2,15 +2,18 @@
 
 A ``Page`` is one entry of the navigation. ``ListPage`` adds a toolbar (New, Edit,
 Delete, Refresh, a filter box), a sortable table over a ``RowTableModel`` and a status
-line; subclasses say how rows are fetched and what New / Edit / Delete do.
+line; subclasses say how rows are fetched (a service's row function), what identifies a
+row (``row_key``, so a reload updates rows in place and keeps the selection and scroll
+position) and what New / Edit / Delete do.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import ClassVar
 
 import shiboken6
-from PySide6.QtCore import QModelIndex, Qt
+from PySide6.QtCore import QModelIndex, Qt, Signal
 from PySide6.QtGui import QFont, QKeySequence, QPalette, QShortcut, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -26,7 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.views.context import AppContext
-from app.views.table_model import ROW_ROLE, Column, FilterProxy, Row, RowTableModel
+from app.views.table_model import ROW_ROLE, Column, Row, RowKey, RowTableModel
 
 
 def scaled_font(base: QFont, factor: float, *, bold: bool = False) -> QFont:
@@ -83,18 +86,24 @@ class Page(QWidget):
         self.status.setStyleSheet("color: #c62828;" if error else "")
 
 
+def by_name(row: Row) -> Hashable:
+    return row.get("name")
+
+
 class ListPage(Page):
     columns: Sequence[Column] = ()
     new_label = "New…"
+    # What identifies a row across reloads; None: every reload resets the table.
+    row_key: ClassVar[RowKey | None] = staticmethod(by_name)
+    loaded = Signal()  # after each load's rows are in the table
+    size_to_contents: ClassVar[bool] = True  # after each load, columns fit their contents
 
     def __init__(self, context: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(context, parent)
-        self.model = RowTableModel(self.columns, self)
-        self.proxy = FilterProxy(self)
-        self.proxy.setSourceModel(self.model)
+        self.model = RowTableModel(self.columns, self, key=self.row_key, sort_column=0)
         self.table = QTableView()
         self.table.setObjectName("table")
-        self.table.setModel(self.proxy)
+        self.table.setModel(self.model)
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -113,7 +122,7 @@ class ListPage(Page):
         self.filter.setPlaceholderText("Filter")
         self.filter.setClearButtonEnabled(True)
         self.filter.setObjectName("filter")
-        self.filter.textChanged.connect(self.proxy.setFilterFixedString)
+        self.filter.textChanged.connect(lambda _text: self.apply_filter())
         self.new_button.clicked.connect(self.new_item)
         self.edit_button.clicked.connect(self._edit_selected)
         self.delete_button.clicked.connect(self._delete_selected)
@@ -146,19 +155,31 @@ class ListPage(Page):
         generation = self._generation
         self.show_status("Loading…")
 
+        prepare = self.model.prepare
+
         async def load() -> None:
             rows = await self.fetch()
+            await self.context.in_executor(prepare, rows)
             # A newer load superseded this one, or the page was closed meanwhile.
             if generation != self._generation or not shiboken6.isValid(self):
                 return
-            self.model.set_rows(rows)
-            self.table.resizeColumnsToContents()
-            # Resizing to contents undoes the stretch of the last column; restore it.
-            self.table.horizontalHeader().setStretchLastSection(True)
-            self.show_status(f"{len(rows)} {'item' if len(rows) == 1 else 'items'}")
+            self.keeping_selection(lambda: self.model.set_rows(rows))
+            if self.size_to_contents:
+                self.table.resizeColumnsToContents()
+                # Resizing to contents undoes the stretch of the last column; restore it
+                # (turned off first: set again while on, it changes nothing).
+                header = self.table.horizontalHeader()
+                header.setStretchLastSection(False)
+                header.setStretchLastSection(True)
+            self.show_status(self.count_text(rows))
             self._update_buttons()
+            self.loaded.emit()
 
         self.context.spawn(load(), on_error=lambda msg: self.show_status(msg, error=True))
+
+    def count_text(self, rows: Sequence[Row]) -> str:
+        """The status line after a load."""
+        return f"{len(rows)} {'item' if len(rows) == 1 else 'items'}"
 
     # ------------------------------------------------------------------ selection
 
@@ -169,13 +190,52 @@ class ListPage(Page):
         row = indexes[0].data(ROW_ROLE)
         return row if isinstance(row, dict) else None
 
+    def selected_rows(self) -> list[Row]:
+        rows = []
+        for index in self.table.selectionModel().selectedRows():
+            row = index.data(ROW_ROLE)
+            if isinstance(row, dict):
+                rows.append(row)
+        return rows
+
     def select_where(self, key: str, value: object) -> bool:
-        for source_row, row in enumerate(self.model.rows):
+        for number, row in enumerate(self.model.rows):
             if row.get(key) == value:
-                index = self.proxy.mapFromSource(self.model.index(source_row, 0))
-                self.table.selectRow(index.row())
+                self.table.selectRow(number)
+                self.table.scrollTo(self.model.index(number, 0))
                 return True
         return False
+
+    def apply_filter(self) -> None:
+        self.keeping_selection(lambda: self.model.set_filter(self.filter.text(), self.accept()))
+        self._update_buttons()
+
+    def accept(self) -> Callable[[Row], bool] | None:
+        """A page's filter besides the text (e.g. a status box); None shows every row."""
+        return None
+
+    def keeping_selection(self, change: Callable[[], None]) -> None:
+        """Run ``change`` to the model; if it had to reset the table, select again the
+        rows that were selected (a keyed update keeps them by itself)."""
+        key = self.model.key
+        wanted = [key(row) for row in self.selected_rows()] if key is not None else []
+        change()
+        if key is None or not wanted or self.selected_rows():
+            return
+        selection = self.table.selectionModel()
+        keys = set(wanted)
+        first = True
+        for number, row in enumerate(self.model.rows):
+            if key(row) in keys:
+                flags = selection.SelectionFlag.Rows | (
+                    selection.SelectionFlag.ClearAndSelect
+                    if first
+                    else selection.SelectionFlag.Select
+                )
+                selection.select(self.model.index(number, 0), flags)
+                if first:
+                    self.table.scrollTo(self.model.index(number, 0))
+                first = False
 
     def _update_buttons(self) -> None:
         has = self.selected_row() is not None

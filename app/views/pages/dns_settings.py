@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFontDatabase, QKeySequence, QPalette, QShortcut
@@ -29,7 +29,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from sqlalchemy.orm import Session
 
 from app.services.dns_settings import (
     DEFAULT_VALUES,
@@ -46,6 +45,9 @@ from app.views import theme
 from app.views.context import AppContext
 from app.views.forms import Form
 from app.views.pages.base import Page, scaled_font
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 # Where each value comes from in the reference, and what it is for.
 HINTS: dict[str, str] = {
@@ -209,6 +211,7 @@ class DnsSettingsPage(Page):
         super().__init__(context, parent)
         self.version: int | None = None
         self.loaded: dict[str, Any] | None = None
+        self._reads = 0  # a newer read supersedes an older one still running
         self.forms: list[SettingsForm] = []
         # One form for every section, so the labels of all sections line up.
         self.form = SettingsForm()
@@ -338,7 +341,11 @@ class DnsSettingsPage(Page):
         self.refresh()
 
     async def _load(self, *, force: bool = False) -> None:
+        self._reads += 1
+        read = self._reads
         data = await self.context.read(load_dns_settings)
+        if read != self._reads:
+            return  # an older read (e.g. from before an environment change) arrived late
         if self.is_dirty() and not force:
             # Edited while the read was under way: the edits win; Save's version check
             # catches a conflict with whatever the read would have shown.

@@ -1,16 +1,14 @@
 """The Sender Domains page: every user's domains, their status, and their DNS checks.
 
 Built for 10,000 domains and more. The rows come from one light query in the executor
-(columns and per-domain record counts, no ORM objects, no per-row loads) with their
-display strings and search text prepared there too, and the model sorts and filters
-plain Python lists itself: ``QSortFilterProxyModel`` would call back into Python for
-every comparison and take seconds on that many rows, freezing the window.
+(``sender_domains.domain_rows``, the rows of ``domains list`` too), their display strings
+and search text are prepared there as well, and the shared ``RowTableModel`` sorts and
+filters plain Python lists.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QSize, Qt
@@ -25,25 +23,17 @@ from PySide6.QtWidgets import (
     QStyleOptionViewItem,
     QWidget,
 )
-from sqlalchemy import case, func, select
-from sqlalchemy.orm import Session
 
-from app.models import DomainStatus, SenderDomain, SenderDomainRecord, User
-from app.services.sender_domains import delete_sender_domain, set_domain_status
+from app.models import DomainStatus
+from app.services.sender_domains import delete_sender_domain, domain_rows, set_domain_status
 from app.views import theme
+from app.views.bulk_verify_dialog import BulkVerifyDialog
 from app.views.context import AppContext
-from app.views.domain_dialogs import (
-    KIND_TITLES,
-    STATUS_BADGE,
-    BulkVerifyDialog,
-    DomainDetailDialog,
-    NewDomainDialog,
-    local_time,
-    status_icon,
-    status_title,
-)
+from app.views.domain_detail_dialog import DomainDetailDialog
+from app.views.domain_parts import KIND_TITLES, STATUS_BADGE, local_time, status_icon, status_title
+from app.views.new_domain_dialog import NewDomainDialog
 from app.views.pages.base import ListPage
-from app.views.table_model import ROW_ROLE, Column, Index, Row, RowTableModel
+from app.views.table_model import ROW_ROLE, Column, Index, Row
 
 ALL_STATUSES = ""
 
@@ -51,156 +41,25 @@ ALL_STATUSES = ""
 # ---------------------------------------------------------------- rows (executor side)
 
 
-def _check_result(last_check_at: datetime | None, total: int, ok: int, failing: int) -> str:
-    if last_check_at is None:
-        return "Not checked" if total else "No records"
-    if failing:
-        return f"{failing} of {total} failing"
-    if total and ok == total:
-        return f"All {total} found"
-    if not total:
-        return "No records"
-    return f"{total - ok} unanswered"
-
-
-def domain_rows(session: Session) -> list[Row]:
-    """Every sender domain as a display-ready row, in two queries' worth of work."""
-    records = SenderDomainRecord.__table__
-    counts = (
-        select(
-            records.c.sender_domain_id.label("domain_id"),
-            func.count().label("total"),
-            func.sum(case((records.c.last_ok == True, 1), else_=0)).label("ok"),  # noqa: E712
-            func.sum(case((records.c.last_ok == False, 1), else_=0)).label("failing"),  # noqa: E712
-        )
-        .group_by(records.c.sender_domain_id)
-        .subquery()
-    )
-    query = (
-        select(
-            SenderDomain.domain,
-            SenderDomain.kind,
-            SenderDomain.status,
-            User.username,
-            SenderDomain.template_name,
-            SenderDomain.last_check_at,
-            SenderDomain.version,
-            counts.c.total,
-            counts.c.ok,
-            counts.c.failing,
-        )
-        .join(User, SenderDomain.user_id == User.id)
-        .outerjoin(counts, counts.c.domain_id == SenderDomain.id)
-        .order_by(SenderDomain.domain, SenderDomain.kind)
-    )
-    rows: list[Row] = []
-    for (
-        domain,
-        kind,
-        status,
-        user,
-        template,
-        checked,
-        version,
-        total,
-        ok,
-        failing,
-    ) in session.execute(query):
-        total, ok, failing = int(total or 0), int(ok or 0), int(failing or 0)
-        result = _check_result(checked, total, ok, failing)
-        row: Row = {
-            "domain": domain,
-            "kind": kind.value,
-            "status": status.value,
-            "user": user,
-            "template": template or "",
-            "checked": local_time(checked),
-            "checked_sort": checked.isoformat() if checked else "",
-            "result": result,
-            "outcome": (
-                "untested"
-                if checked is None or not total
-                else "failed"
-                if failing
-                else "ok"
-                if ok == total
-                else "error"
-            ),
-            "version": version,
-        }
-        # What the filter box searches, prepared here rather than on every keystroke.
+def display_rows(rows: list[Row]) -> list[Row]:
+    """The service's rows with what the table shows and searches, prepared off the GUI
+    thread: the check time in local time, and the text the filter box searches."""
+    for row in rows:
+        row["checked"] = local_time(row["last_check_at"])
         row["search"] = " ".join(
-            (domain, KIND_TITLES[row["kind"]], status_title(row["status"]), user, template or "")
+            (
+                row["domain"],
+                KIND_TITLES.get(row["kind"], row["kind"]),
+                status_title(row["status"]),
+                row["user"],
+                row["template"] or "",
+            )
         ).casefold()
-        rows.append(row)
     return rows
 
 
-# ---------------------------------------------------------------- model
-
-
-class DomainTableModel(RowTableModel):
-    """All rows in memory; sorting and filtering are list operations, not Qt callbacks."""
-
-    def __init__(self, columns: Sequence[Column], parent: Any = None) -> None:
-        super().__init__(columns, parent)
-        self.all_rows: list[Row] = []
-        self.sort_column = 0
-        self.sort_order = Qt.SortOrder.AscendingOrder
-        self.filter_text = ""
-        self.status_filter = ALL_STATUSES
-
-    def set_rows(self, rows: Sequence[Row]) -> None:
-        self.beginResetModel()
-        self.all_rows = list(rows)
-        self._sort_all()
-        self.rows = self._visible()
-        self.endResetModel()
-
-    def set_filter(self, text: str, status: str = ALL_STATUSES) -> None:
-        self.beginResetModel()
-        self.filter_text = text.strip().casefold()
-        self.status_filter = status
-        self.rows = self._visible()
-        self.endResetModel()
-
-    def _visible(self) -> list[Row]:
-        text, status = self.filter_text, self.status_filter
-        if not text and not status:
-            return list(self.all_rows)
-        return [
-            row
-            for row in self.all_rows
-            if (not status or row["status"] == status) and (not text or text in row["search"])
-        ]
-
-    def _sort_all(self) -> None:
-        column = self.columns[self.sort_column]
-        # Python's sort is stable, so rows equal in this column stay in domain order.
-        self.all_rows.sort(
-            key=column.sort_key, reverse=self.sort_order == Qt.SortOrder.DescendingOrder
-        )
-
-    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
-        if not 0 <= column < len(self.columns):
-            return
-        self.layoutAboutToBeChanged.emit()
-        before = self.persistentIndexList()
-        held = [(index, self.rows[index.row()]) for index in before if index.isValid()]
-        self.sort_column, self.sort_order = column, order
-        self._sort_all()
-        self.rows = self._visible()
-        position = {id(row): number for number, row in enumerate(self.rows)}
-        self.changePersistentIndexList(
-            [index for index, _row in held],
-            [
-                self.index(position[id(row)], index.column())
-                if id(row) in position
-                else QModelIndex()
-                for index, row in held
-            ],
-        )
-        self.layoutChanged.emit()
+def by_domain_and_kind(row: Row) -> Hashable:
+    return (row.get("domain"), row.get("kind"))
 
 
 class BadgeDelegate(QStyledItemDelegate):
@@ -251,6 +110,8 @@ def _outcome_colour(row: Row) -> str | None:
 
 
 OUTCOME_ICONS = {"ok": "ok", "failed": "failed", "error": "warning", "untested": "untested"}
+STATUS_ORDER = {"approval_pending": 0, "enabled": 1}
+OUTCOME_ORDER = {"failed": 0, "error": 1, "untested": 2}
 
 COLUMNS = (
     Column("domain", "Domain"),
@@ -260,20 +121,17 @@ COLUMNS = (
         "Status",
         text=lambda row: status_title(row["status"]),
         # Pending first: those are the ones waiting for someone.
-        sort_value=lambda row: {"approval_pending": 0, "enabled": 1}.get(row["status"], 2),
+        sort_value=lambda row: STATUS_ORDER.get(row["status"], 2),
     ),
     Column("user", "User"),
     Column("template", "Template"),
-    Column("checked", "Last Check", sort_value=lambda row: row["checked_sort"]),
+    Column("checked", "Last Check", sort_value=lambda row: row["last_check_at"] or ""),
     Column(
-        "result",
+        "check_result",
         "Result",
         icon=lambda row: status_icon(OUTCOME_ICONS[row["outcome"]]),
         colour=_outcome_colour,
-        sort_value=lambda row: (
-            {"failed": 0, "error": 1, "untested": 2}.get(row["outcome"], 3),
-            row["result"],
-        ),
+        sort_value=lambda row: (OUTCOME_ORDER.get(row["outcome"], 3), row["check_result"]),
         tooltip=lambda row: (
             "An enabled domain whose records no longer pass: open it to see what changed."
             if row["outcome"] == "failed" and row["status"] == "enabled"
@@ -292,15 +150,11 @@ class DomainsPage(ListPage):
     entities = ("sender_domain", "user")
     columns = COLUMNS
     new_label = "&New Sender Domain…"
+    row_key = staticmethod(by_domain_and_kind)
+    size_to_contents = False  # widths come from sample texts, not from measuring every row
 
     def __init__(self, context: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(context, parent)
-        # The shared proxy sorts through Python callbacks: far too slow at 10,000 rows.
-        # This model sorts and filters itself, and the view talks to it directly.
-        self.filter.textChanged.disconnect(self.proxy.setFilterFixedString)
-        self.model = DomainTableModel(self.columns, self)
-        self.table.setModel(self.model)
-        self.table.selectionModel().selectionChanged.connect(self._update_buttons)
         self.table.setObjectName("domainsTable")
         self.table.setAccessibleName("Sender domains")
         self.table.setItemDelegateForColumn(2, BadgeDelegate(self.table))
@@ -370,8 +224,7 @@ class DomainsPage(ListPage):
         self.filter.setMinimumWidth(
             self.fontMetrics().horizontalAdvance("Filter by domain, user") + 40
         )
-        self.filter.textChanged.connect(lambda _text: self._apply_filter())
-        self.status_filter.currentIndexChanged.connect(lambda _i: self._apply_filter())
+        self.status_filter.currentIndexChanged.connect(lambda _i: self.apply_filter())
         QShortcut(QKeySequence.StandardKey.New, self, self.new_item)
         # Dialogs, kept for tests and so that one detail window per domain is reused.
         self.detail_dialog: DomainDetailDialog | None = None
@@ -383,90 +236,28 @@ class DomainsPage(ListPage):
     # -------------------------------------------------------------- loading
 
     async def fetch(self) -> list[Row]:
-        return await self.context.read(domain_rows)
+        rows = await self.context.read(domain_rows)
+        return await self.context.in_executor(display_rows, rows)
 
-    def refresh(self) -> None:
-        if self.context.database is None:
-            return
-        self._generation += 1
-        generation = self._generation
-        self.show_status("Loading…")
-        selected = self._selected_keys()
+    def accept(self) -> Callable[[Row], bool] | None:
+        status = str(self.status_filter.currentData() or ALL_STATUSES)
+        return (lambda row: row["status"] == status) if status else None
 
-        async def load() -> None:
-            rows = await self.fetch()
-            if generation != self._generation:
-                return
-            self.model.set_rows(rows)
-            self._reselect(selected)
-            self._show_count()
-            self._update_buttons()
+    def apply_filter(self) -> None:
+        super().apply_filter()
+        self.show_status(self.count_text(self.model.all_rows))
 
-        self.context.spawn(load(), on_error=lambda msg: self.show_status(msg, error=True))
-
-    def _apply_filter(self) -> None:
-        selected = self._selected_keys()
-        self.domain_model.set_filter(
-            self.filter.text(), str(self.status_filter.currentData() or "")
-        )
-        self._reselect(selected)
-        self._show_count()
-        self._update_buttons()
-
-    def _show_count(self) -> None:
-        total = len(self.domain_model.all_rows)
+    def count_text(self, rows: Sequence[Row]) -> str:
+        total = len(rows)
         shown = len(self.model.rows)
         noun = "domain" if total == 1 else "domains"
-        pending = sum(1 for r in self.domain_model.all_rows if r["status"] == "approval_pending")
+        pending = sum(1 for r in rows if r["status"] == "approval_pending")
         text = f"{total:,} sender {noun}, {pending:,} awaiting approval"
         if shown != total:
             text += f"; {shown:,} shown"
-        self.show_status(text)
+        return text
 
     # -------------------------------------------------------------- selection
-
-    @property
-    def domain_model(self) -> DomainTableModel:
-        assert isinstance(self.model, DomainTableModel)
-        return self.model
-
-    def selected_rows(self) -> list[Row]:
-        rows = []
-        for index in self.table.selectionModel().selectedRows():
-            row = index.data(ROW_ROLE)
-            if isinstance(row, dict):
-                rows.append(row)
-        return rows
-
-    def _selected_keys(self) -> set[tuple[str, str]]:
-        return {(row["domain"], row["kind"]) for row in self.selected_rows()}
-
-    def _reselect(self, keys: set[tuple[str, str]]) -> None:
-        if not keys:
-            return
-        selection = self.table.selectionModel()
-        first = True
-        for number, row in enumerate(self.model.rows):
-            if (row["domain"], row["kind"]) in keys:
-                flags = selection.SelectionFlag.Rows | (
-                    selection.SelectionFlag.ClearAndSelect
-                    if first
-                    else selection.SelectionFlag.Select
-                )
-                selection.select(self.model.index(number, 0), flags)
-                if first:
-                    self.table.scrollTo(self.model.index(number, 0))
-                first = False
-                if len(keys) == 1:
-                    break
-
-    def select_where(self, key: str, value: object) -> bool:
-        for number, row in enumerate(self.model.rows):
-            if row.get(key) == value:
-                self.table.selectRow(number)
-                self.table.scrollTo(self.model.index(number, 0))
-                return True
-        return False
 
     def _update_buttons(self) -> None:
         if not hasattr(self, "enable_button"):
@@ -477,7 +268,7 @@ class DomainsPage(ListPage):
         self.delete_button.setEnabled(bool(rows))
         self.enable_button.setEnabled(any(r["status"] != "enabled" for r in rows))
         self.disable_button.setEnabled(any(r["status"] != "disabled" for r in rows))
-        self.verify_all_button.setEnabled(bool(self.domain_model.all_rows))
+        self.verify_all_button.setEnabled(bool(self.model.all_rows))
 
     def _open_index(self, index: QModelIndex | QPersistentModelIndex) -> None:
         row = index.data(ROW_ROLE)
@@ -515,7 +306,7 @@ class DomainsPage(ListPage):
 
     def open_bulk_verify(self) -> BulkVerifyDialog:
         dialog = BulkVerifyDialog(
-            self.context, self.domain_model.all_rows, self, nameserver=self.nameserver_override
+            self.context, self.model.all_rows, self, nameserver=self.nameserver_override
         )
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.advanced.nameserver.textChanged.connect(self._remember_nameserver)

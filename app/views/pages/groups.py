@@ -9,37 +9,13 @@ from typing import Any, ClassVar
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor, QPalette, QResizeEvent
 from PySide6.QtWidgets import QApplication, QTableView, QWidget
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
 
-from app.models import Channel, LegacySendMethod, User, UserGroup
+from app.models import Channel, LegacySendMethod
 from app.services import groups
 from app.views.context import AppContext
 from app.views.group_dialog import CHANNEL_TITLES, LEGACY_TITLES, GroupDialog, load_editor
 from app.views.pages.base import ListPage
 from app.views.table_model import Column, Row
-
-
-def group_rows(session: Session) -> list[Row]:
-    """Every group as a row with its member count, in a fixed number of queries."""
-    query = (
-        select(UserGroup)
-        .options(
-            selectinload(UserGroup.marketing_server),
-            selectinload(UserGroup.transactional_server),
-            selectinload(UserGroup.autoresponder_server),
-            selectinload(UserGroup.campaign_dns_template),
-            selectinload(UserGroup.gateway_dns_template),
-        )
-        .order_by(UserGroup.name)
-    )
-    members = dict(
-        session.execute(select(User.group_id, func.count()).group_by(User.group_id)).all()
-    )
-    return [
-        {**groups.group_as_dict(group), "user_count": members.get(group.id, 0)}
-        for group in session.scalars(query)
-    ]
 
 
 def muted_colour() -> str:
@@ -181,7 +157,7 @@ def follow_loads(page: ListPage, fit: Callable[[], None]) -> None:
     contents once the rows are in, and a zero timer runs after that loop step."""
     page.table.setWordWrap(False)  # one line per row; long texts are elided
     page.table.setTextElideMode(Qt.TextElideMode.ElideRight)
-    page.model.modelReset.connect(lambda: QTimer.singleShot(0, page, fit))
+    page.loaded.connect(lambda: QTimer.singleShot(0, page, fit))
 
 
 class GroupsPage(ListPage):
@@ -242,7 +218,7 @@ class GroupsPage(ListPage):
         fit_columns(self.table, [c.key for c in self.columns], self.shrinkable)
 
     async def fetch(self) -> list[Row]:
-        return await self.context.read(group_rows)
+        return await self.context.read(groups.group_rows)
 
     def describe(self, row: Row) -> str:
         return f"user group {row.get('name', '')}"

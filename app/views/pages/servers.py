@@ -1,7 +1,8 @@
 """The Delivery Servers page: the relays, where each is allocated, and how its last test went.
 
-One executor read (``server_rows``) gathers everything the table shows: the servers, the
-allocation badges of every user group, and the failed stage and hint of each last test.
+One executor read (``servers.server_rows``, the rows of ``servers list`` too) gathers
+everything the table shows: the servers, the allocation badges of every user group, and
+the failed stage and hint of each last test.
 The Allocation column paints the reference's badges (M blue, T green, AR purple) as pills;
 its text ("UserGroup1: M T", "Not Allocated") stays the cell's display and tooltip text,
 so screen readers, copy and the filter box see the same thing.
@@ -10,7 +11,6 @@ so screen readers, copy and the filter box see the same thing.
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import datetime
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QRectF, QSize, Qt, QTimer
@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
     QStyleOptionViewItem,
     QWidget,
 )
-from sqlalchemy.orm import Session
 
 from app.services import routing, servers
 from app.views.context import AppContext
@@ -37,34 +36,6 @@ ENCRYPTION_NAMES = {"none": "None", "ssl": "SSL", "tls": "TLS"}
 # Badge fills: saturated enough for white text on them, in light and dark palettes alike.
 BADGE_FILLS = {"blue": "#1565c0", "green": "#2e7d32", "purple": "#6a1b9a"}
 CHANNEL_NAMES = {"M": "Marketing", "T": "Transactional", "AR": "Autoresponder"}
-
-
-def server_rows(session: Session) -> list[Row]:
-    """Every row of the table, gathered in one read (runs in the executor)."""
-    badges = routing.allocation_badges(session)
-    rows: list[Row] = []
-    for server in servers.list_servers(session):
-        row = servers.server_as_dict(server)
-        mine = badges.get(server.name, [])
-        row["allocation"] = routing.badge_text(mine)
-        row["badges"] = [
-            {"group": badge.group, "code": badge.code, "colour": badge.colour} for badge in mine
-        ]
-        row["failed_stage"], row["hint"] = _last_failure(server.last_test_report)
-        rows.append(row)
-    return rows
-
-
-def _last_failure(report_json: str | None) -> tuple[str | None, str | None]:
-    if not report_json:
-        return None, None
-    try:
-        report = json.loads(report_json)
-    except ValueError:
-        return None, None
-    if not isinstance(report, dict) or report.get("ok"):
-        return None, None
-    return report.get("failed_stage"), report.get("hint")
 
 
 # ---------------------------------------------------------------------- columns
@@ -108,15 +79,15 @@ def _test_sort(row: Row) -> tuple[int, str]:
 
 def _allocation_sort(row: Row) -> tuple[int, str]:
     # Allocated servers together, busiest first; "Not Allocated" ones after them.
-    return -len(row["badges"]), str(row["allocation"]).casefold()
+    return -len(row["allocation"]), str(row["allocation_text"]).casefold()
 
 
 def _allocation_tooltip(row: Row) -> str:
-    if not row["badges"]:
+    if not row["allocation"]:
         return "Not Allocated: no user group uses this server, so it sends nothing."
     return "\n".join(
-        f"{badge['group']}: {CHANNEL_NAMES.get(badge['code'], badge['code'])}"
-        for badge in row["badges"]
+        f"{badge['group']}: {CHANNEL_NAMES.get(badge['badge'], badge['badge'])}"
+        for badge in row["allocation"]
     )
 
 
@@ -124,7 +95,9 @@ COLUMNS = (
     Column("name", "Name"),
     Column("host", "SMTP Host", text=host_text),
     Column("mail_from_domain", "Mail From Domain"),
-    Column("allocation", "Allocation", sort_value=_allocation_sort, tooltip=_allocation_tooltip),
+    Column(
+        "allocation_text", "Allocation", sort_value=_allocation_sort, tooltip=_allocation_tooltip
+    ),
     Column(
         "last_test_status",
         "Last test",
@@ -158,10 +131,10 @@ class AllocationDelegate(QStyledItemDelegate):
     @staticmethod
     def _groups(index: Index) -> list[tuple[str, list[tuple[str, str]]]]:
         row = index.data(ROW_ROLE)
-        badges = row.get("badges", []) if isinstance(row, dict) else []
+        badges = row.get("allocation", []) if isinstance(row, dict) else []
         grouped: dict[str, list[tuple[str, str]]] = {}
         for badge in badges:
-            grouped.setdefault(badge["group"], []).append((badge["code"], badge["colour"]))
+            grouped.setdefault(badge["group"], []).append((badge["badge"], badge["colour"]))
         return list(grouped.items())
 
     def _layout(
@@ -265,8 +238,7 @@ class ServersPage(ListPage):
         self.dialog: ServerDialog | None = None
         self._opening = False
         self._select_name: str | None = None
-        # The proxy was connected to the model first, so it has reset when this runs.
-        self.model.modelReset.connect(self._restore_selection)
+        self.loaded.connect(self._restore_selection)
         QShortcut(QKeySequence.StandardKey.New, self, self.new_item)
         edit = QShortcut(QKeySequence(Qt.Key.Key_Return), self.table, self._edit_selected)
         edit.setContext(Qt.ShortcutContext.WidgetShortcut)
@@ -274,7 +246,7 @@ class ServersPage(ListPage):
         delete.setContext(Qt.ShortcutContext.WidgetShortcut)
 
     async def fetch(self) -> list[Row]:
-        return await self.context.read(server_rows)
+        return await self.context.read(servers.server_rows)
 
     def refresh(self) -> None:
         if self._select_name is None:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence, QPalette, QShortcut
 from PySide6.QtWidgets import QApplication, QComboBox, QLabel, QWidget
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
 
-from app.models import DnsTemplate, TemplateKind, UserGroup
-from app.services.dns_templates import DEFAULT_TEMPLATE_NAME, delete_template
+from app.models import TemplateKind
+from app.services.dns_templates import DEFAULT_TEMPLATE_NAME, delete_template, template_rows
 from app.views import theme
 from app.views.context import AppContext
 from app.views.pages.base import ListPage
@@ -21,34 +20,8 @@ from app.views.template_dialog import EDITS_NOTE, TemplateDialog
 KIND_TITLES = {TemplateKind.CAMPAIGN.value: "Campaign", TemplateKind.GATEWAY.value: "Gateway"}
 
 
-def template_rows(session: Session) -> list[Row]:
-    """Every template with its record count and the groups that select it: two queries."""
-    used: dict[int, list[str]] = {}
-    for name, campaign_id, gateway_id in session.execute(
-        select(
-            UserGroup.name, UserGroup.campaign_dns_template_id, UserGroup.gateway_dns_template_id
-        ).order_by(UserGroup.name)
-    ):
-        for template_id in {campaign_id, gateway_id}:
-            if template_id is not None:
-                used.setdefault(template_id, []).append(name)
-    query = (
-        select(DnsTemplate)
-        .options(selectinload(DnsTemplate.records))
-        .order_by(DnsTemplate.kind, DnsTemplate.name)
-    )
-    return [
-        {
-            "name": template.name,
-            "kind": template.kind.value,
-            "records": len(template.records),
-            "types": ", ".join(sorted({r.type for r in template.records})),
-            "used_by": used.get(template.id, []),
-            "description": template.description or "",
-            "version": template.version,
-        }
-        for template in session.scalars(query)
-    ]
+def by_kind_and_name(row: Row) -> Hashable:
+    return (row.get("kind"), row.get("name"))
 
 
 def _muted() -> str:
@@ -71,17 +44,20 @@ class TemplatesPage(ListPage):
         "selects a campaign and a gateway template in its Email Delivery settings."
     )
     entities = ("dns_template", "user_group", "dns_settings")
+    row_key = staticmethod(by_kind_and_name)
     new_label = "&New Template…"
     columns = (
         Column("name", "Name"),
         Column("kind", "Kind", text=lambda row: str(KIND_TITLES.get(row["kind"], row["kind"]))),
         Column(
-            "records",
+            "record_count",
             "Records",
             text=lambda row: (
-                f"{row['records']} ({row['types']})" if row["records"] else "none: no DNS check"
+                f"{row['record_count']} ({', '.join(row['record_types'])})"
+                if row["record_count"]
+                else "none: no DNS check"
             ),
-            sort_value=lambda row: row["records"],
+            sort_value=lambda row: row["record_count"],
         ),
         Column(
             "used_by",
@@ -123,38 +99,14 @@ class TemplatesPage(ListPage):
     async def fetch(self) -> list[Row]:
         return await self.context.read(template_rows)
 
-    def refresh(self) -> None:
-        if self.context.database is None:
-            return
-        self._generation += 1
-        generation = self._generation
-
-        async def load() -> None:
-            rows = await self.fetch()
-            if generation != self._generation:
-                return
-            selected = self.selected_row()
-            self.model.set_rows(rows)
-            self.table.resizeColumnsToContents()
-            if selected is not None:
-                self.select_where_key(selected["kind"], selected["name"])
-            kinds = [row["kind"] for row in rows]
-            text = (
-                f"{len(rows)} templates: {kinds.count('campaign')} campaign, "
-                f"{kinds.count('gateway')} gateway."
-            )
-            self.show_status(f"{text} {self.notice}".strip())
-            self.notice = ""
-            self._update_buttons()
-
-        self.context.spawn(load(), on_error=lambda msg: self.show_status(msg, error=True))
-
-    def select_where_key(self, kind: str, name: str) -> None:
-        for number, row in enumerate(self.model.rows):
-            if row["kind"] == kind and row["name"] == name:
-                index = self.proxy.mapFromSource(self.model.index(number, 0))
-                self.table.selectRow(index.row())
-                return
+    def count_text(self, rows: Sequence[Row]) -> str:
+        kinds = [row["kind"] for row in rows]
+        text = (
+            f"{len(rows)} templates: {kinds.count('campaign')} campaign, "
+            f"{kinds.count('gateway')} gateway."
+        )
+        notice, self.notice = self.notice, ""
+        return f"{text} {notice}".strip()
 
     def new_item(self) -> None:
         if self.context.database is None:

@@ -3,100 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
-from datetime import date, timedelta
-from typing import Any
+from collections.abc import Callable, Hashable
 
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QWidget
-from sqlalchemy import and_, case, func, select
-from sqlalchemy.orm import Session, joinedload
-from sqlalchemy.sql.elements import ColumnElement
 
-from app.models import SenderDomain, User, UserSendCount
-from app.services import limits, users
+from app.services import users
 from app.views.context import AppContext
 from app.views.pages.base import ListPage
 from app.views.pages.groups import fit_columns, follow_loads, muted_colour
 from app.views.table_model import Column, Row
 from app.views.user_dialog import UserDialog, load_user_editor, tone
-
-
-def _sent_where(condition: ColumnElement[bool]) -> ColumnElement[Any]:
-    return func.coalesce(func.sum(case((condition, UserSendCount.sent), else_=0)), 0)
-
-
-def usage_by_user(
-    session: Session, members: Sequence[User], *, today: date | None = None
-) -> dict[int, limits.Usage]:
-    """``limits.usage`` for every user at once: one grouped query instead of one per user.
-
-    The periods are limits.usage's (UTC day, calendar month, lifetime, rolling
-    ROLLING_WINDOW_DAYS through the default domain); a test holds the two equal.
-    """
-    day = today or limits.utc_today()
-    window_start = day - timedelta(days=limits.ROLLING_WINDOW_DAYS - 1)
-    sent_on = UserSendCount.day
-    totals = {
-        user_id: (int(a), int(b), int(c), int(d))  # int(): MariaDB sums are Decimal
-        for user_id, a, b, c, d in session.execute(
-            select(
-                UserSendCount.user_id,
-                _sent_where(sent_on == day),
-                _sent_where(and_(sent_on >= day.replace(day=1), sent_on <= day)),
-                func.coalesce(func.sum(UserSendCount.sent), 0),
-                _sent_where(
-                    and_(
-                        UserSendCount.via_default_domain.is_(True),
-                        sent_on >= window_start,
-                        sent_on <= day,
-                    )
-                ),
-            ).group_by(UserSendCount.user_id)
-        )
-    }
-    result: dict[int, limits.Usage] = {}
-    for user in members:
-        group = user.group
-        today_sent, month, lifetime, default_30d = totals.get(user.id, (0, 0, 0, 0))
-        result[user.id] = limits.Usage(
-            username=user.username,
-            group=group.name,
-            as_of=day,
-            today=today_sent,
-            this_month=month,
-            lifetime=lifetime,
-            default_domain_30d=default_30d,
-            daily_limit=group.daily_email_limit or None,
-            monthly_limit=group.monthly_email_limit or None,
-            lifetime_limit=group.lifetime_email_limit or None,
-            default_domain_limit=group.default_sender_domain_monthly_limit or None,
-        )
-    return result
-
-
-def user_rows(session: Session, *, today: date | None = None) -> list[Row]:
-    """Every user with domain count and usage, in three queries whatever the number of users."""
-    members = list(
-        session.scalars(select(User).options(joinedload(User.group)).order_by(User.username))
-    )
-    usage = usage_by_user(session, members, today=today)
-    domain_counts = dict(
-        session.execute(
-            select(SenderDomain.user_id, func.count()).group_by(SenderDomain.user_id)
-        ).all()
-    )
-    rows: list[Row] = []
-    for user in members:
-        rows.append(
-            {
-                **users.user_as_dict(user),
-                "domain_count": domain_counts.get(user.id, 0),
-                "domains_limit": user.group.sender_domains_limit or None,
-                **usage[user.id].as_dict(),
-            }
-        )
-    return rows
 
 
 def _against(sent_key: str, limit_key: str) -> Callable[[Row], str]:
@@ -135,11 +52,16 @@ def sent_column(key: str, title: str, limit_key: str, limit_title: str) -> Colum
     )
 
 
+def by_username(row: Row) -> Hashable:
+    return row.get("username")
+
+
 class UsersPage(ListPage):
     title = "Users"
     summary = "Accounts that own sender domains and campaigns; each belongs to one user group."
     entities = ("user", "user_group", "sender_domain")
     new_label = "New User…"
+    row_key = staticmethod(by_username)
     columns = (
         Column("username", "Username"),
         Column("email", "Email"),
@@ -173,8 +95,7 @@ class UsersPage(ListPage):
         fit_columns(self.table, keys, {"email": 140, "group": 100}, grow="email")
 
     async def fetch(self) -> list[Row]:
-        rows = await self.context.read(user_rows)
-        return rows
+        return await self.context.read(users.user_rows)
 
     def describe(self, row: Row) -> str:
         return f"user {row.get('username', '')} and their sender domains"
