@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -212,3 +214,39 @@ def test_check_connection_on_sqlite(tmp_path: Path) -> None:
         locked.mkdir(mode=0o500)
         with pytest.raises(profiles.ConnectionFailed, match="not a writable folder"):
             profiles.check_connection(profiles.sqlite_url(locked / "x.sqlite3"))
+
+
+LIST_COMMANDS = [
+    (["servers", "list"], lambda session: servers.server_rows(session)),
+    (["groups", "list"], lambda session: groups.group_rows(session)),
+    (["users", "list"], lambda session: users.user_rows(session)),
+    (
+        ["users", "list", "--group", "Sales"],
+        lambda session: users.user_rows(session, group="Sales"),
+    ),
+    (["templates", "list"], lambda session: dns_templates.template_rows(session)),
+    (["domains", "list"], lambda session: sender_domains.domain_rows(session)),
+    (
+        ["domains", "list", "--user", "ann"],
+        lambda session: sender_domains.domain_rows(session, username="ann"),
+    ),
+]
+
+
+def test_cli_list_json_prints_the_console_rows(sqlite_database: Database, sqlite_url: str) -> None:
+    """One read path: every ``list --json`` is exactly the rows the console's page shows."""
+    from app.cli.base import json_default
+
+    seed(sqlite_database)
+    for command, rows_of in LIST_COMMANDS:
+        run = subprocess.run(
+            [sys.executable, "-m", "app", "--database", sqlite_url, *command, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 0, (command, run.stderr)
+        with sqlite_database.session() as session:
+            expected = json.loads(json.dumps(rows_of(session), default=json_default))
+        assert json.loads(run.stdout) == expected, command
+        assert expected, command  # the seed gives every list something to show

@@ -36,14 +36,12 @@ def _domain_human(data: dict[str, Any]) -> str:
 @json_option
 @pass_state
 def domains_list(state: State, username: str | None, status: str | None, kind: str | None) -> None:
-    """List sender domains."""
-    from app.services.sender_domains import domain_as_dict, list_sender_domains
+    """List sender domains with their last check (the rows of the Sender Domains page);
+    ``domains show`` has each domain's records."""
+    from app.services.sender_domains import domain_rows
 
     with state.read() as session:
-        rows = [
-            domain_as_dict(d)
-            for d in list_sender_domains(session, username=username, status=status, kind=kind)
-        ]
+        rows = domain_rows(session, username=username, status=status, kind=kind)
     emit(
         state,
         rows,

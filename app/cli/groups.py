@@ -71,11 +71,11 @@ def _group_changes(options: Mapping[str, Any]) -> dict[str, Any]:
 @json_option
 @pass_state
 def groups_list(state: State) -> None:
-    """List user groups and their channel servers."""
-    from app.services.groups import group_as_dict, list_groups
+    """List user groups and their channel servers (the rows of the console's User Groups page)."""
+    from app.services.groups import group_rows
 
     with state.read() as session:
-        rows = [group_as_dict(g) for g in list_groups(session)]
+        rows = group_rows(session)
     emit(
         state,
         rows,

@@ -21,6 +21,7 @@ from app.cli.base import (
     table,
 )
 from app.cli.checks import servers_test
+from app.services.servers import server_rows
 
 
 @main.group()
@@ -93,30 +94,13 @@ def _server_changes(options: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _server_rows(session: Session) -> list[dict[str, Any]]:
-    from app.services.routing import allocation_badges, badge_text
-    from app.services.servers import list_servers, server_as_dict
-
-    badges = allocation_badges(session)
-    rows = []
-    for server in list_servers(session):
-        row = server_as_dict(server)
-        row["allocation"] = [
-            {"group": b.group, "channel": b.channel.value, "badge": b.code}
-            for b in badges.get(server.name, [])
-        ]
-        row["allocation_text"] = badge_text(badges.get(server.name, []))
-        rows.append(row)
-    return rows
-
-
 @servers.command("list")
 @json_option
 @pass_state
 def servers_list(state: State) -> None:
     """List delivery servers with their allocation and last test."""
     with state.read() as session:
-        rows = _server_rows(session)
+        rows = server_rows(session)
     emit(
         state,
         rows,
@@ -147,7 +131,7 @@ def servers_show(state: State, name: str) -> None:
         server = get_server(session, name)
         data = server_as_dict(server)
         data["warnings"] = warnings_for(server)
-        rows = {r["name"]: r for r in _server_rows(session)}
+        rows = {r["name"]: r for r in server_rows(session)}
         data["allocation"] = rows[name]["allocation"]
     emit(state, data, key_values)
 

@@ -41,13 +41,11 @@ def templates() -> None:
 @json_option
 @pass_state
 def templates_list(state: State, kind: str | None) -> None:
-    """List DNS templates."""
-    from app.services.dns_templates import list_templates, template_as_dict
+    """List DNS templates (the rows of the console's DNS Templates page)."""
+    from app.services.dns_templates import template_rows
 
     with state.read() as session:
-        rows = [template_as_dict(t) for t in list_templates(session, kind=kind)]
-    for row in rows:
-        row["record_count"] = len(row["records"])
+        rows = template_rows(session, kind=kind)
     emit(
         state,
         rows,

@@ -20,11 +20,11 @@ def users() -> None:
 @json_option
 @pass_state
 def users_list(state: State, group: str | None) -> None:
-    """List users."""
-    from app.services.users import list_users, user_as_dict
+    """List users with their sending counts (the rows of the console's Users page)."""
+    from app.services.users import user_rows
 
     with state.read() as session:
-        rows = [user_as_dict(u) for u in list_users(session, group=group)]
+        rows = user_rows(session, group=group)
     emit(
         state,
         rows,

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Select, case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -50,6 +50,8 @@ from app.services.errors import (
     LimitExceeded,
     NotFoundError,
 )
+
+T = TypeVar("T")  # the row type a Select yields
 
 ENTITY = "sender_domain"
 
@@ -190,7 +192,20 @@ def list_sender_domains(
     status: DomainStatus | str | None = None,
     kind: TemplateKind | str | None = None,
 ) -> list[SenderDomain]:
-    query = select(SenderDomain).order_by(SenderDomain.domain, SenderDomain.kind)
+    query = _filtered(session, select(SenderDomain), username=username, status=status, kind=kind)
+    return list(session.scalars(query))
+
+
+def _filtered(
+    session: Session,
+    query: Select[T],
+    *,
+    username: str | None,
+    status: DomainStatus | str | None,
+    kind: TemplateKind | str | None,
+) -> Select[T]:
+    """The list filters and order, shared by ``list_sender_domains`` and ``domain_rows``."""
+    query = query.order_by(SenderDomain.domain, SenderDomain.kind)
     if username is not None:
         query = query.where(SenderDomain.user_id == _user(session, username).id)
     if status is not None:
@@ -199,7 +214,7 @@ def list_sender_domains(
         )
     if kind is not None:
         query = query.where(SenderDomain.kind == _kind(kind))
-    return list(session.scalars(query))
+    return query
 
 
 def count_sender_domains(session: Session, user_id: int) -> int:
@@ -371,16 +386,8 @@ def domain_rows(
         )
         .join(User, SenderDomain.user_id == User.id)
         .outerjoin(counts, counts.c.domain_id == SenderDomain.id)
-        .order_by(SenderDomain.domain, SenderDomain.kind)
     )
-    if username is not None:
-        query = query.where(SenderDomain.user_id == _user(session, username).id)
-    if status is not None:
-        query = query.where(
-            SenderDomain.status == validation.choice(status, "Status", DomainStatus)
-        )
-    if kind is not None:
-        query = query.where(SenderDomain.kind == _kind(kind))
+    query = _filtered(session, query, username=username, status=status, kind=kind)
     rows: list[dict[str, Any]] = []
     for (
         domain,
