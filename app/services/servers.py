@@ -60,11 +60,6 @@ FIELDS: dict[str, FieldSpec] = {
     "max_connections": FieldSpec("Max connections", _max_connections),
 }
 
-# Ports whose usual encryption differs from what was chosen: a warning, not an error,
-# since relays on unusual ports exist.
-_USUAL_ENCRYPTION = {465: Encryption.SSL, 587: Encryption.TLS, 25: None}
-
-
 def _check_consistency(server: DeliveryServer) -> None:
     if server.auth_enabled and not server.username:
         raise ValidationError(
