@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 from pytestqt.qtbot import QtBot
 
 from app.models.database import Database
-from app.services import groups, servers, smtp_check
+from app.services import groups, servers, smtp_check, smtp_report
 from app.services.vault import open_vault
 from app.views import theme
 from app.views.context import AppContext
@@ -755,7 +755,7 @@ def seed_demo(database: Database, closed_port: int) -> None:
         groups.create_group,
         {"name": "Agencies", "transactional_server": "EU Transactional"},
     )
-    good = smtp_check.SmtpCheckReport(True, None, None, [], None, [])
+    good = smtp_report.SmtpCheckReport(True, None, None, [], None, [])
     write(database, smtp_check.record_result, "EU Transactional", good)
 
 

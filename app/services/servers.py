@@ -60,6 +60,7 @@ FIELDS: dict[str, FieldSpec] = {
     "max_connections": FieldSpec("Max connections", _max_connections),
 }
 
+
 def _check_consistency(server: DeliveryServer) -> None:
     if server.auth_enabled and not server.username:
         raise ValidationError(

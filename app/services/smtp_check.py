@@ -58,7 +58,6 @@ from app.services.smtp_report import (
     QUIT,
     RCPT,
     RESOLVE,
-    STAGES,
     STARTTLS,
     TLS,
     PasswordRedactor,
@@ -68,21 +67,10 @@ from app.services.smtp_report import (
     TlsInfo,
 )
 
+# Stage names and report types live in smtp_report; import them from there.
 __all__ = [
-    "AUTH",
-    "BANNER",
-    "CONNECT",
-    "DATA",
-    "EHLO",
-    "MAIL_FROM",
-    "QUIT",
-    "RCPT",
-    "RESOLVE",
-    "STAGES",
-    "STARTTLS",
     "TEST_LOCAL_PART",
     "TEST_SUBJECT",
-    "TLS",
     "record_result",
     "run_smtp_check",
     "target_for_server",

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.services import smtp_check, validation
+from app.services import smtp_check, smtp_report, validation
 from app.services.errors import ValidationError
 from app.services.smtp_report import SmtpCheckReport, SmtpTarget, StageResult, TlsInfo
 from app.views import theme
@@ -53,19 +53,19 @@ def status_icon(status: str) -> QIcon:
     return load_icon(STATUS_ICONS.get(status, "status-untested"))
 
 
-# What each stage of smtp_check.STAGES is called on screen.
+# What each stage of smtp_report.STAGES is called on screen.
 STAGE_TITLES = {
-    smtp_check.RESOLVE: "Resolve host",
-    smtp_check.CONNECT: "Connect",
-    smtp_check.TLS: "TLS handshake",
-    smtp_check.BANNER: "Greeting",
-    smtp_check.EHLO: "EHLO",
-    smtp_check.STARTTLS: "STARTTLS",
-    smtp_check.AUTH: "Authentication",
-    smtp_check.MAIL_FROM: "MAIL FROM",
-    smtp_check.RCPT: "RCPT TO",
-    smtp_check.DATA: "DATA",
-    smtp_check.QUIT: "QUIT",
+    smtp_report.RESOLVE: "Resolve host",
+    smtp_report.CONNECT: "Connect",
+    smtp_report.TLS: "TLS handshake",
+    smtp_report.BANNER: "Greeting",
+    smtp_report.EHLO: "EHLO",
+    smtp_report.STARTTLS: "STARTTLS",
+    smtp_report.AUTH: "Authentication",
+    smtp_report.MAIL_FROM: "MAIL FROM",
+    smtp_report.RCPT: "RCPT TO",
+    smtp_report.DATA: "DATA",
+    smtp_report.QUIT: "QUIT",
 }
 
 
@@ -388,5 +388,5 @@ class SmtpTestPanel(QWidget):
             shown = tls is not None or key in ("certificate", "auth")
             self.details_form.setRowVisible(label, shown)
         # A session that never got past connecting has no details worth a box.
-        reached_ehlo = any(stage.name == smtp_check.EHLO for stage in report.stages)
+        reached_ehlo = any(stage.name == smtp_report.EHLO for stage in report.stages)
         self.details.setVisible(tls is not None or reached_ehlo)
