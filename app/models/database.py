@@ -112,12 +112,12 @@ def _check_sqlite_path(database: str | None) -> None:
 def is_unique_violation(exc: IntegrityError) -> bool:
     """Whether the database refused a duplicate (rather than, e.g., a missing reference)."""
     cause = exc.orig
-    sqlstate = getattr(cause, "sqlstate", None)  # psycopg
-    if sqlstate is not None:
-        return bool(sqlstate == "23505")
     args = getattr(cause, "args", ())
     if args and isinstance(args[0], int):  # PyMySQL: (1062, "Duplicate entry ...")
         return args[0] in (1062, 1586)
+    sqlstate = getattr(cause, "sqlstate", None)  # psycopg; MariaDB's 23000 is any constraint
+    if sqlstate is not None:
+        return bool(sqlstate == "23505")
     return "unique constraint failed" in str(cause).lower()  # sqlite3
 
 
