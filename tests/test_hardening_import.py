@@ -136,10 +136,10 @@ def test_a_valid_sender_domain_still_imports(database: Database) -> None:
     [
         ("delivery_servers", {"name": "M", "host": "m.example.com", "prot": 25}, ".prot"),
         ("delivery_servers", {"name": "M", "host": "m.example.com", "password": "x"}, ".password"),
-        ("delivery_servers", {"name": "M", "host": "m.example.com", "port": [25]}, ".port"),
-        ("delivery_servers", {"name": "M\u200b", "host": "m.example.com"}, ".name"),
+        ("delivery_servers", {"name": "M", "host": "m.example.com", "port": [25]}, " SMTP Port"),
+        ("delivery_servers", {"name": "M\u200b", "host": "m.example.com"}, " Name"),
         ("delivery_servers", {"host": "m.example.com"}, ".name"),
-        ("user_groups", {"name": "G2", "marketing_server": {"a": 1}}, ".marketing_server"),
+        ("user_groups", {"name": "G2", "marketing_server": {"a": 1}}, " Target Delivery"),
         ("user_groups", {"name": "G2", "version": {"a": 1}}, ".version"),
         ("users", {"username": "bob", "email": "b@example.com", "group": "G", "x": 1}, ".x"),
         ("dns_templates", {"name": "T", "records": [], "owner": "me"}, ".owner"),

@@ -51,11 +51,12 @@ _URL_EXAMPLES = (
 _BACKENDS = ("sqlite", "postgresql", "mysql", "mariadb")
 
 
-def check_database_url(url: str) -> URL:
+def check_database_url(url: str, *, create_folder: bool = False) -> URL:
     """The parsed URL, or ValidationError naming ``--database`` and what to write instead.
 
     A SQLite file's folder must exist: a typo in a path would otherwise silently create a
-    new, empty database somewhere. Only the application's own data folder is created.
+    new, empty database somewhere. Only the application's own data folder is created, or
+    any folder when ``create_folder`` says the user was asked (the console's dialog).
     """
     try:
         parsed = make_url(url.strip())
@@ -77,11 +78,11 @@ def check_database_url(url: str) -> URL:
             f"the driver {parsed.drivername!r} is not installed; write a URL like {_URL_EXAMPLES}.",
         ) from None
     if backend == "sqlite":
-        _check_sqlite_path(parsed.database)
+        _check_sqlite_path(parsed.database, create_folder)
     return parsed
 
 
-def _check_sqlite_path(database: str | None) -> None:
+def _check_sqlite_path(database: str | None, create_folder: bool) -> None:
     if not database or database == ":memory:" or database.startswith("file:"):
         return
     path = Path(database).expanduser()
@@ -92,9 +93,6 @@ def _check_sqlite_path(database: str | None) -> None:
     folder = path.parent
     if folder.is_dir():
         return
-    if folder == default_sqlite_path().parent:
-        folder.mkdir(parents=True, exist_ok=True)
-        return
     blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
     if blocker is not None and not blocker.is_dir():
         raise ValidationError(
@@ -102,6 +100,9 @@ def _check_sqlite_path(database: str | None) -> None:
             f"{blocker} is a file, not a folder, so {path.name} cannot be created inside it; "
             "choose a path in an existing folder.",
         )
+    if create_folder or folder == default_sqlite_path().parent:
+        folder.mkdir(parents=True, exist_ok=True)
+        return
     raise ValidationError(
         URL_FIELD,
         f"the folder {folder} does not exist; create it first (mkdir -p {folder}) or choose "
@@ -220,8 +221,8 @@ def _tune_sqlite(engine: Engine) -> None:
             connection.exec_driver_sql("BEGIN")
 
 
-def create_db_engine(url: str) -> Engine:
-    parsed = check_database_url(url)
+def create_db_engine(url: str, *, create_folder: bool = False) -> Engine:
+    parsed = check_database_url(url, create_folder=create_folder)
     backend = parsed.get_backend_name()
     kwargs: dict[str, Any] = {"future": True}
     if backend == "sqlite":
@@ -315,9 +316,9 @@ def _revision_on(connection: Connection) -> str | None:
 class Database:
     """One open database: an engine, a session factory, and the URL it came from."""
 
-    def __init__(self, url: str, *, migrate: bool = True) -> None:
+    def __init__(self, url: str, *, migrate: bool = True, create_folder: bool = False) -> None:
         self.url = url
-        self.engine = create_db_engine(url)
+        self.engine = create_db_engine(url, create_folder=create_folder)
         self.backend = self.engine.dialect.name
         if migrate:
             upgrade_schema(self.engine)

@@ -44,7 +44,7 @@ from app.services import groups as groups_service
 from app.services import sender_domains as domains_service
 from app.services import servers as servers_service
 from app.services import users as users_service
-from app.services.coerce import FieldSpec, Parser
+from app.services.coerce import FieldSpec
 from app.services.errors import ValidationError
 
 T = TypeVar("T")
@@ -345,16 +345,19 @@ def _plain(value: object) -> object:
 
 
 def _parse_fields(
-    entry: Mapping[str, Any], where: str, parsers: Mapping[str, Parser]
+    entry: Mapping[str, Any], where: str, specs: Mapping[str, FieldSpec]
 ) -> dict[str, Any]:
-    """Each present field through the very parser the commands use, as plain values."""
+    """Each present field through the very parser the commands use, as plain values.
+
+    Refusals read like the form's: ``users[2] Email: ...``.
+    """
     parsed: dict[str, Any] = {}
-    for key, parse in parsers.items():
+    for key, spec in specs.items():
         if key in entry:
             try:
-                parsed[key] = _plain(parse(entry[key], key))
+                parsed[key] = _plain(spec.parse(entry[key], spec.label))
             except ValidationError as exc:
-                raise ValidationError(f"{where}.{key}", exc.reason) from None
+                raise ValidationError(f"{where} {exc.field}", exc.reason) from None
     return parsed
 
 
@@ -397,11 +400,11 @@ def plan_import(session: Session, document: Mapping[str, Any]) -> ImportResult:
     return result
 
 
-def _setting_parser(key: str) -> Parser:
-    def parse(value: object, _field: str) -> object:
+def _setting_spec(key: str) -> FieldSpec:
+    def parse(value: object, _label: str) -> object:
         return dns_settings_service.normalize_setting(key, value)
 
-    return parse
+    return FieldSpec(dns_settings_service.LABELS[key], parse)
 
 
 def _import_settings(
@@ -415,7 +418,7 @@ def _import_settings(
     parsed = _parse_fields(
         wanted,
         "dns_settings",
-        {key: _setting_parser(key) for key in known},
+        {key: _setting_spec(key) for key in known},
     )
     changes = _differences(current, parsed)
     if changes:
@@ -521,7 +524,7 @@ def _upsert(
     *,
     key_field: str,
     model: type[Any],
-    parsers: Mapping[str, Parser],
+    specs: Mapping[str, FieldSpec],
     read_only: set[str],
     as_dict: Callable[[Any], dict[str, Any]],
     create: Callable[[dict[str, Any]], Any],
@@ -529,10 +532,10 @@ def _upsert(
 ) -> None:
     for index, entry in enumerate(entries):
         where = _where(section, index)
-        _check_keys(entry, where, set(parsers), read_only)
+        _check_keys(entry, where, set(specs), read_only)
         if key_field not in entry:
             raise ValidationError(f"{where}.{key_field}", "is required.")
-        wanted = _parse_fields(entry, where, parsers)
+        wanted = _parse_fields(entry, where, specs)
         key = str(wanted[key_field])
         existing = session.scalars(
             select(model).where(model.name_key == name_key(key))
@@ -548,10 +551,6 @@ def _upsert(
             result.changes.append(
                 Change(section, key, "update", {k: [current.get(k), v] for k, v in changes.items()})
             )
-
-
-def _specs(fields: Mapping[str, FieldSpec]) -> dict[str, Parser]:
-    return {key: spec.parse for key, spec in fields.items()}
 
 
 def _import_servers(
@@ -571,7 +570,7 @@ def _import_servers(
         result,
         key_field="name",
         model=DeliveryServer,
-        parsers=_specs(servers_service.FIELDS),
+        specs=servers_service.FIELDS,
         read_only=_SERVER_SKIP,
         as_dict=servers_service.server_as_dict,
         create=lambda values: servers_service.create_server(session, values, actor=actor),
@@ -584,7 +583,7 @@ def _import_servers(
 def _import_groups(
     session: Session, entries: Sequence[Mapping[str, Any]], result: ImportResult, actor: str | None
 ) -> None:
-    references = [*groups_service.SERVER_REFERENCES, *groups_service.TEMPLATE_REFERENCES]
+    references = {**groups_service.SERVER_REFERENCES, **groups_service.TEMPLATE_REFERENCES}
     _upsert(
         session,
         "user_groups",
@@ -592,7 +591,10 @@ def _import_groups(
         result,
         key_field="name",
         model=UserGroup,
-        parsers={**_specs(groups_service.FIELDS), **dict.fromkeys(references, _optional_name)},
+        specs={
+            **groups_service.FIELDS,
+            **{key: FieldSpec(label, _optional_name) for key, (label, _) in references.items()},
+        },
         read_only=_GROUP_SKIP,
         as_dict=groups_service.group_as_dict,
         create=lambda values: groups_service.create_group(session, values, actor=actor),
@@ -610,7 +612,7 @@ def _import_users(
         result,
         key_field="username",
         model=User,
-        parsers={**_specs(users_service.FIELDS), "group": validation.name},
+        specs={**users_service.FIELDS, "group": FieldSpec("User group", validation.name)},
         read_only=_USER_SKIP,
         as_dict=users_service.user_as_dict,
         create=lambda values: users_service.create_user(session, values, actor=actor),
