@@ -195,7 +195,7 @@ def test_test_connection_of_a_new_sqlite_file_creates_nothing(tmp_path: Path) ->
     target = tmp_path / "new" / "postroom.sqlite3"
     assert "does not exist yet" in check_connection(sqlite_url(target))
     assert not target.exists() and not target.parent.exists()
-    Database(sqlite_url(target)).dispose()
+    Database(sqlite_url(target), create_folder=True).dispose()
     assert "a Postroom database" in check_connection(sqlite_url(target))
 
 

@@ -44,9 +44,9 @@ def config_export(state: State, output: Path | None) -> None:
 @pass_state
 def config_import(state: State, source: Path, dry_run: bool, yes: bool) -> None:
     """Show the changes SOURCE would make, then apply them in one transaction."""
-    from app.services.config_io import apply_import, parse_config, plan_import
+    from app.services.config_io import apply_import, plan_import, read_config
 
-    document = parse_config(source.read_text(encoding="utf-8"))
+    document = read_config(source)
     with state.read() as session:
         plan = plan_import(session, document)
     if state.json and (dry_run or not plan.changes):

@@ -7,10 +7,11 @@ migrations work on SQLite, PostgreSQL and MariaDB without database-specific ENUM
 from __future__ import annotations
 
 import enum
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, Enum, Integer, MetaData, func
+from sqlalchemy import DateTime, Dialect, Enum, Integer, MetaData, String, func
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -23,6 +24,33 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+# Longest comparison key of a name: NFKC and case folding can lengthen a name ("ß" -> "ss",
+# "ﬁ" -> "fi"). 700 utf8mb4 characters plus a 32-character kind stay under MariaDB's
+# 3072-byte index key limit; names whose key would be longer are refused (validation.name).
+NAME_KEY_LENGTH = 700
+
+
+def name_key(name: str) -> str:
+    """How names are compared for uniqueness and lookup, the same on every backend.
+
+    Administrators read ``S1``/``s1`` and ``ﬁle``/``file`` as one name, so the key is
+    the Unicode compatibility normal form, case-folded (and normalised again, since
+    folding can leave text that is not in NFKC). Accents stay: ``A1`` and ``Ä1`` differ.
+    """
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+
+
+def binary_string(length: int) -> TypeEngine[str]:
+    """A VARCHAR compared byte for byte on every backend.
+
+    SQLite and PostgreSQL compare text exactly by default; MariaDB's default collations
+    fold case and accents, so there the column gets the binary collation.
+    """
+    return String(length).with_variant(
+        mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+    )
 
 
 def utcnow() -> datetime:

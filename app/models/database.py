@@ -9,10 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+# The one error module every layer shares; it imports nothing of the application.
+from app.services.errors import PostroomError, ValidationError
 
 APP_NAME = "postroom"
 DATABASE_URL_ENV = "POSTROOM_DATABASE_URL"
@@ -40,8 +43,88 @@ def redact_url(url: str | URL) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-# Words in a driver's error and what the person connecting should check.
-_HINTS = (
+URL_FIELD = "--database"
+_URL_EXAMPLES = (
+    "sqlite:///path/to/postroom.db, postgresql+psycopg://user@host/dbname or "
+    "mysql+pymysql://user@host/dbname"
+)
+_BACKENDS = ("sqlite", "postgresql", "mysql", "mariadb")
+
+
+def check_database_url(url: str, *, create_folder: bool = False) -> URL:
+    """The parsed URL, or ValidationError naming ``--database`` and what to write instead.
+
+    A SQLite file's folder must exist: a typo in a path would otherwise silently create a
+    new, empty database somewhere. Only the application's own data folder is created, or
+    any folder when ``create_folder`` says the user was asked (the console's dialog).
+    """
+    try:
+        parsed = make_url(url.strip())
+    except ArgumentError:
+        raise ValidationError(
+            URL_FIELD, f"{url[:60]!r} is not a database URL; write one like {_URL_EXAMPLES}."
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend not in _BACKENDS:
+        raise ValidationError(
+            URL_FIELD,
+            f"{backend!r} is not a database Postroom can use; write a URL like {_URL_EXAMPLES}.",
+        )
+    try:
+        parsed.get_dialect()
+    except (ArgumentError, ImportError):
+        raise ValidationError(
+            URL_FIELD,
+            f"the driver {parsed.drivername!r} is not installed; write a URL like {_URL_EXAMPLES}.",
+        ) from None
+    if backend == "sqlite":
+        _check_sqlite_path(parsed.database, create_folder)
+    return parsed
+
+
+def _check_sqlite_path(database: str | None, create_folder: bool) -> None:
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database).expanduser()
+    if path.is_dir():
+        raise ValidationError(
+            URL_FIELD, f"{path} is a folder; add a file name, e.g. {path}/postroom.db."
+        )
+    folder = path.parent
+    if folder.is_dir():
+        return
+    blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ValidationError(
+            URL_FIELD,
+            f"{blocker} is a file, not a folder, so {path.name} cannot be created inside it; "
+            "choose a path in an existing folder.",
+        )
+    if create_folder or folder == default_sqlite_path().parent:
+        folder.mkdir(parents=True, exist_ok=True)
+        return
+    raise ValidationError(
+        URL_FIELD,
+        f"the folder {folder} does not exist; create it first (mkdir -p {folder}) or choose "
+        "a file in an existing folder.",
+    )
+
+
+def is_unique_violation(exc: IntegrityError) -> bool:
+    """Whether the database refused a duplicate (rather than, e.g., a missing reference)."""
+    cause = exc.orig
+    args = getattr(cause, "args", ())
+    if args and isinstance(args[0], int):  # PyMySQL: (1062, "Duplicate entry ...")
+        return args[0] in (1062, 1586)
+    sqlstate = getattr(cause, "sqlstate", None)  # psycopg; MariaDB's 23000 is any constraint
+    if sqlstate is not None:
+        return bool(sqlstate == "23505")
+    return "unique constraint failed" in str(cause).lower()  # sqlite3
+
+
+# Words in a driver's error and what the person connecting should check. Only for errors
+# raised while connecting: a refused statement gets a hint about the data, not the login.
+_CONNECTION_HINTS = (
     (("refused",), "check the host and port, and that the server is running"),
     (("resolve", "name or service not known", "nodename"), "check the host name"),
     (("timeout", "timed out"), "check the host, the port and any firewall in between"),
@@ -50,8 +133,18 @@ _HINTS = (
         "check the user name and the password",
     ),
     (("does not exist", "unknown database"), "check the database and user names"),
-    (("not a database", "file is encrypted"), "choose a SQLite database file"),
     (("unable to open",), "check that the folder exists and that you may write to it"),
+)
+# Problems of the database itself, whatever the statement.
+_DATABASE_HINTS = (
+    (("not a database", "file is encrypted"), "choose a SQLite database file"),
+    (("malformed", "corrupt"), "the database file is damaged; restore it from a backup"),
+    (
+        ("readonly", "read-only", "read only"),
+        "you may only read this database; check the file's and its folder's permissions",
+    ),
+    (("locked", "lock wait timeout", "deadlock"), "another program was writing; try again"),
+    (("disk is full", "no space"), "free some disk space and try again"),
 )
 
 
@@ -60,7 +153,10 @@ def connection_error_sentence(exc: BaseException, url: str | None = None) -> str
 
     SQLAlchemy wraps the driver's error and appends SQL and a documentation link; the
     driver's first line ("connection refused", "unknown database") is the useful part.
+    The hint fits the kind of error: the connection settings only for a failed connect.
     """
+    if isinstance(exc, PostroomError):
+        return str(exc)
     cause = getattr(exc, "orig", None)
     error = cause if isinstance(cause, BaseException) else exc
     args: tuple[object, ...] = tuple(getattr(error, "args", ()))
@@ -79,12 +175,26 @@ def connection_error_sentence(exc: BaseException, url: str | None = None) -> str
             password = None
     if password:
         detail = detail.replace(str(password), "***")
-    lowered = raw.lower()
-    hint = next(
-        (hint for words, hint in _HINTS if any(word in lowered for word in words)),
+    return f"{detail[:1].upper()}{detail[1:]}; {_hint(exc, raw.lower())}."
+
+
+def _hint(exc: BaseException, lowered: str) -> str:
+    if isinstance(exc, IntegrityError):
+        if is_unique_violation(exc):
+            return "a row with this name already exists; choose another name"
+        return "it refers to a row that was changed or deleted meanwhile; reload and try again"
+    found = next(
+        (hint for words, hint in _DATABASE_HINTS if any(w in lowered for w in words)), None
+    )
+    if found is not None:
+        return found
+    if isinstance(exc, DBAPIError) and not isinstance(exc, OperationalError):
+        # A statement the database did not accept: not a connection problem.
+        return "the database refused the statement; if this repeats, please report it"
+    return next(
+        (hint for words, hint in _CONNECTION_HINTS if any(w in lowered for w in words)),
         "check the connection settings",
     )
-    return f"{detail[:1].upper()}{detail[1:]}; {hint}."
 
 
 def _tune_sqlite(engine: Engine) -> None:
@@ -111,14 +221,11 @@ def _tune_sqlite(engine: Engine) -> None:
             connection.exec_driver_sql("BEGIN")
 
 
-def create_db_engine(url: str) -> Engine:
-    parsed = make_url(url)
+def create_db_engine(url: str, *, create_folder: bool = False) -> Engine:
+    parsed = check_database_url(url, create_folder=create_folder)
     backend = parsed.get_backend_name()
     kwargs: dict[str, Any] = {"future": True}
     if backend == "sqlite":
-        database = parsed.database
-        if database and database != ":memory:":
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     elif backend in ("mysql", "mariadb"):
         kwargs["pool_pre_ping"] = True
@@ -134,20 +241,21 @@ def create_db_engine(url: str) -> Engine:
 
 # The newest migration's revision id. A database already there skips loading Alembic,
 # which costs more than half a second per CLI call; a test keeps this in step.
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 
 
 def schema_revision(engine: Engine) -> str | None:
     """The database's Alembic revision, or None for an empty / unversioned database."""
     with engine.connect() as connection:
-        if not inspect(connection).has_table("alembic_version"):
-            return None
-        revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        return str(revision) if revision is not None else None
+        return _revision_on(connection)
 
 
 def upgrade_schema(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision (creates it on an empty database)."""
+    """Bring the schema to the newest Alembic revision (creates it on an empty database).
+
+    Several programs may open a new database at once (two CLI calls, a console and a send
+    engine): one migrates while the others wait for it, then find the schema current.
+    """
     if schema_revision(engine) == SCHEMA_HEAD:
         return
     from alembic import command
@@ -155,17 +263,62 @@ def upgrade_schema(engine: Engine) -> None:
 
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    # On SQLite the write option begins with BEGIN IMMEDIATE: the database lock is taken
+    # before anything is read, so a second migrator waits (busy timeout) instead of both
+    # reading "no schema" and one failing with "database is locked" when upgrading its lock.
+    with engine.execution_options(**{WRITE_OPTION: True}).begin() as connection:
+        _lock_for_migration(connection)
+        try:
+            if _revision_on(connection) == SCHEMA_HEAD:
+                return
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+        finally:
+            _unlock_after_migration(connection)
+
+
+# An arbitrary constant shared by every Postroom process: the migration lock's name.
+_MIGRATION_LOCK_ID = 0x706F7374  # "post"
+_MIGRATION_LOCK_WAIT_S = 120
+
+
+def _lock_for_migration(connection: Connection) -> None:
+    backend = connection.dialect.name
+    if backend == "postgresql":
+        # Released with the transaction; PostgreSQL's DDL is transactional.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
+    elif backend in ("mysql", "mariadb"):
+        got = connection.execute(
+            text("SELECT GET_LOCK(:name, :wait)"),
+            {"name": f"postroom_migrate_{_MIGRATION_LOCK_ID}", "wait": _MIGRATION_LOCK_WAIT_S},
+        ).scalar()
+        if got != 1:
+            raise OperationalError(
+                "GET_LOCK", {}, Exception("timed out waiting for another migration")
+            )
+
+
+def _unlock_after_migration(connection: Connection) -> None:
+    if connection.dialect.name in ("mysql", "mariadb"):
+        connection.execute(
+            text("SELECT RELEASE_LOCK(:name)"),
+            {"name": f"postroom_migrate_{_MIGRATION_LOCK_ID}"},
+        )
+
+
+def _revision_on(connection: Connection) -> str | None:
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    return str(revision) if revision is not None else None
 
 
 class Database:
     """One open database: an engine, a session factory, and the URL it came from."""
 
-    def __init__(self, url: str, *, migrate: bool = True) -> None:
+    def __init__(self, url: str, *, migrate: bool = True, create_folder: bool = False) -> None:
         self.url = url
-        self.engine = create_db_engine(url)
+        self.engine = create_db_engine(url, create_folder=create_folder)
         self.backend = self.engine.dialect.name
         if migrate:
             upgrade_schema(self.engine)

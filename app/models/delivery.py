@@ -6,9 +6,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from app.models.base import (
+    NAME_KEY_LENGTH,
     Base,
     Encryption,
     LegacySendMethod,
@@ -16,6 +17,8 @@ from app.models.base import (
     TimestampMixin,
     UtcDateTime,
     VersionedMixin,
+    binary_string,
+    name_key,
     str_enum,
 )
 
@@ -32,7 +35,14 @@ class DeliveryServer(TimestampMixin, VersionedMixin, Base):
     __tablename__ = "delivery_servers"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(binary_string(200), unique=True)
+    # The name as compared (see base.name_key): unique, so "S1" beside "s1" is refused.
+    name_key: Mapped[str] = mapped_column(binary_string(NAME_KEY_LENGTH), unique=True, index=True)
+
+    @validates("name")
+    def _keep_name_key(self, _attribute: str, value: str) -> str:
+        self.name_key = name_key(value)
+        return value
 
     # Delivery Method tab
     host: Mapped[str] = mapped_column(String(253))
@@ -70,7 +80,14 @@ class UserGroup(TimestampMixin, VersionedMixin, Base):
     __tablename__ = "user_groups"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(binary_string(200), unique=True)
+    # The name as compared (see base.name_key): unique, so "S1" beside "s1" is refused.
+    name_key: Mapped[str] = mapped_column(binary_string(NAME_KEY_LENGTH), unique=True, index=True)
+
+    @validates("name")
+    def _keep_name_key(self, _attribute: str, value: str) -> str:
+        self.name_key = name_key(value)
+        return value
 
     # Sending Settings: one delivery server per channel, legacy method as fallback
     marketing_server_id: Mapped[int | None] = mapped_column(
@@ -141,12 +158,19 @@ class User(TimestampMixin, VersionedMixin, Base):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    username: Mapped[str] = mapped_column(String(100), unique=True)
+    username: Mapped[str] = mapped_column(binary_string(100), unique=True)
+    name_key: Mapped[str] = mapped_column(binary_string(NAME_KEY_LENGTH), unique=True, index=True)
     email: Mapped[str] = mapped_column(String(320))
     group_id: Mapped[int] = mapped_column(ForeignKey("user_groups.id", ondelete="RESTRICT"))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
 
     group: Mapped[UserGroup] = relationship(back_populates="users")
+
+    @validates("username")
+    def _keep_name_key(self, _attribute: str, value: str) -> str:
+        self.name_key = name_key(value)
+        return value
+
     sender_domains: Mapped[list[SenderDomain]] = relationship(
         back_populates="user", cascade="all, delete-orphan"
     )

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
-from app.models.base import Base, TemplateKind, TimestampMixin, VersionedMixin, str_enum
+from app.models.base import (
+    NAME_KEY_LENGTH,
+    Base,
+    TemplateKind,
+    TimestampMixin,
+    VersionedMixin,
+    binary_string,
+    name_key,
+    str_enum,
+)
 
 
 class DnsTemplate(TimestampMixin, VersionedMixin, Base):
@@ -16,10 +25,14 @@ class DnsTemplate(TimestampMixin, VersionedMixin, Base):
     """
 
     __tablename__ = "dns_templates"
-    __table_args__ = (UniqueConstraint("kind", "name", name="uq_dns_templates_kind_name"),)
+    __table_args__ = (
+        UniqueConstraint("kind", "name", name="uq_dns_templates_kind_name"),
+        Index("ix_dns_templates_kind_name_key", "kind", "name_key", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(binary_string(200))
+    name_key: Mapped[str] = mapped_column(binary_string(NAME_KEY_LENGTH))
     kind: Mapped[TemplateKind] = mapped_column(str_enum(TemplateKind))
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
 
@@ -28,6 +41,11 @@ class DnsTemplate(TimestampMixin, VersionedMixin, Base):
         cascade="all, delete-orphan",
         order_by="DnsTemplateRecord.position",
     )
+
+    @validates("name")
+    def _keep_name_key(self, _attribute: str, value: str) -> str:
+        self.name_key = name_key(value)
+        return value
 
 
 class DnsTemplateRecord(Base):

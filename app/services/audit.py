@@ -14,6 +14,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import AuditEntry
+from app.services import validation
+from app.services.errors import ValidationError
+
+# The entity types entries are written for, as filters accept them.
+ENTITIES = (
+    "delivery_server",
+    "user_group",
+    "user",
+    "dns_template",
+    "dns_settings",
+    "sender_domain",
+    "configuration",
+)
+MAX_LIMIT = 100_000
 
 # Field names whose values must never reach the log, whatever their content.
 _SECRET_FIELDS = frozenset({"password", "password_encrypted", "secret", "vault_key"})
@@ -80,6 +94,11 @@ def list_entries(
     limit: int = 500,
 ) -> Sequence[AuditView]:
     """Newest first, optionally filtered by entity type and a substring of key/actor."""
+    limit = validation.bounded_int(limit, "Limit", minimum=1, maximum=MAX_LIMIT)
+    if entity and entity not in ENTITIES:
+        raise ValidationError(
+            "Entity", f"{entity[:40]!r} is not an entity type; use one of: {', '.join(ENTITIES)}."
+        )
     query = select(AuditEntry).order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(limit)
     if entity:
         query = query.where(AuditEntry.entity == entity)

@@ -1,4 +1,5 @@
-"""Small coercions shared by the CRUD services (booleans from CLI/YAML/forms, name lookups)."""
+"""Small coercions shared by the CRUD services: booleans from CLI/YAML/forms, name lookups
+and uniqueness by the normalised name key, and flushing with races turned into sentences."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
+from app.models.base import name_key
+from app.models.database import is_unique_violation
 from app.services.errors import (
     ConcurrentEditError,
     ConflictError,
@@ -37,9 +42,16 @@ def boolean(value: object, field: str) -> bool:
     raise ValidationError(field, f"{value!r} is not a yes/no value; use true or false.")
 
 
+def _matches(model: type[Any], column: str, value: str) -> Any:
+    """Named tables are matched by their key (case and Unicode forms folded), others exactly."""
+    if hasattr(model, "name_key"):
+        return model.name_key == name_key(value)
+    return getattr(model, column) == value
+
+
 def get_by_name(session: Session, model: type[T], column: str, value: str, entity: str) -> T:
-    """The row whose ``column`` equals ``value``, or NotFoundError naming the entity."""
-    row = session.scalars(select(model).where(getattr(model, column) == value)).one_or_none()
+    """The row whose ``column`` is ``value`` as names compare, or NotFoundError naming it."""
+    row = session.scalars(select(model).where(_matches(model, column, value))).one_or_none()
     if row is None:
         raise NotFoundError(entity, value)
     return row
@@ -54,12 +66,39 @@ def ensure_unique(
     *,
     exclude_id: int | None = None,
 ) -> None:
-    """ConflictError(``message``) if another row already has ``value`` in ``column``."""
-    query = select(model.id).where(getattr(model, column) == value)
+    """ConflictError(``message``) if another row's ``column`` compares equal to ``value``."""
+    query = select(model.id).where(_matches(model, column, value))
     if exclude_id is not None:
         query = query.where(model.id != exclude_id)
-    if session.scalars(query).first() is not None:
+    # No autoflush: the caller's pending change to this very row must reach the database
+    # through ``flush`` below, where a lost race is reported as such.
+    with session.no_autoflush:
+        taken = session.scalars(query).first() is not None
+    if taken:
         raise ConflictError(message)
+
+
+def flush(session: Session, entity: str, key: str) -> None:
+    """Write pending changes; a race lost to another console becomes one sentence.
+
+    ``ensure_unique`` and the version check run before the write, but another console may
+    commit between them and this flush: its row then makes the UPDATE match nothing
+    (StaleDataError) or the INSERT hit the unique index (IntegrityError).
+    """
+    try:
+        session.flush()
+    except StaleDataError:
+        raise ConcurrentEditError(entity, key) from None
+    except IntegrityError as exc:
+        if is_unique_violation(exc):
+            raise ConflictError(
+                f"A {entity} named {key!r} already exists (someone else just saved it); "
+                "choose another name, or reload to see theirs."
+            ) from None
+        raise ConflictError(
+            f"The {entity} {key!r} could not be saved because someone else changed related "
+            "data at the same time; reload and apply your change again."
+        ) from None
 
 
 def check_version(actual: int, expected: int | None, entity: str, key: str) -> None:

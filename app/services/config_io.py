@@ -12,10 +12,14 @@ a failure anywhere changes nothing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from enum import Enum
 from functools import partial
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import yaml
 from sqlalchemy import select
@@ -32,6 +36,7 @@ from app.models import (
     User,
     UserGroup,
 )
+from app.models.base import name_key
 from app.services import audit, validation
 from app.services import dns_settings as dns_settings_service
 from app.services import dns_templates as templates_service
@@ -39,7 +44,10 @@ from app.services import groups as groups_service
 from app.services import sender_domains as domains_service
 from app.services import servers as servers_service
 from app.services import users as users_service
+from app.services.coerce import FieldSpec
 from app.services.errors import ValidationError
+
+T = TypeVar("T")
 
 FORMAT_VERSION = 1
 SECTIONS = (
@@ -124,31 +132,124 @@ def _without(data: Mapping[str, Any], skip: set[str]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- parsing
 
+# A full export of a large installation (10,000 sender domains) is about 6 MB.
+MAX_FILE_BYTES = 16 * 1024 * 1024
+# Exports nest four levels deep (section, entry, records, record); deeper is not ours.
+MAX_DEPTH = 12
 
-def parse_config(text: str) -> dict[str, Any]:
-    """Parse and shape-check a configuration file; errors name the section and entry."""
+
+class _ConfigLoader(yaml.SafeLoader):
+    """Safe YAML without aliases and without deep nesting.
+
+    Aliases are how a 600-byte file expands to gigabytes ("billion laughs"); an export
+    never writes them, so they are refused outright rather than bounded. Nesting is
+    bounded because composing is recursive: a deep file would end in RecursionError.
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise _Refused(
+                f"uses a YAML alias (*{event.anchor}) at line {_line(event)}; "
+                "write the values out in full, as an export does."
+            )
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                event = self.peek_event()  # type: ignore[no-untyped-call]
+                raise _Refused(
+                    f"nests deeper than {MAX_DEPTH} levels at line {_line(event)}; "
+                    "a Postroom export never does."
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class _Refused(Exception):
+    """Why the loader stopped; becomes a ValidationError on the import file."""
+
+
+def _line(event: yaml.Event) -> int:
+    mark = event.start_mark
+    return int(mark.line) + 1 if mark is not None else 0
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """``parse_config`` of a file, refusing an oversized one before reading it."""
     try:
-        document = yaml.safe_load(text)
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise _too_big(size)
+        return parse_config(path.read_bytes())
+    except OSError as exc:
+        raise ValidationError(
+            "Import file", f"{path} cannot be read ({exc.strerror}); check the path."
+        ) from None
+
+
+def _too_big(size: int) -> ValidationError:
+    return ValidationError(
+        "Import file",
+        f"is {size / 1_048_576:.1f} MB, more than the {MAX_FILE_BYTES // 1_048_576} MB a "
+        "configuration can be; import it in parts (one section per file).",
+    )
+
+
+def parse_config(data: str | bytes) -> dict[str, Any]:
+    """Parse and shape-check a configuration file; errors name the section and entry.
+
+    Only the shape is checked here; every value is validated by the services' own parsers
+    when the import is planned, before anything is converted or stored.
+    """
+    if len(data) > MAX_FILE_BYTES:
+        raise _too_big(len(data))
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValidationError(
+                "Import file",
+                f"is not UTF-8 text (byte {exc.start} is invalid); save it as UTF-8 and try again.",
+            ) from None
+    try:
+        document = yaml.load(data, Loader=_ConfigLoader)
+    except _Refused as exc:
+        raise ValidationError("Import file", str(exc)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ValidationError(
             "Import file", f"is not valid YAML{where}; fix the syntax and try again."
         ) from None
+    except (ValueError, OverflowError):
+        # The safe constructor's int() and datetime() refuse some values that the YAML
+        # grammar accepts (a 5,000-digit number, 2026-13-45).
+        raise ValidationError(
+            "Import file",
+            "holds a number or date YAML cannot represent; quote the value or correct it.",
+        ) from None
     if not isinstance(document, dict):
         raise ValidationError("Import file", "must be a mapping with sections like user_groups.")
     version = document.get("postroom_config")
-    if version != FORMAT_VERSION:
+    if version != FORMAT_VERSION or isinstance(version, bool):
         raise ValidationError(
             "postroom_config",
             f"must be {FORMAT_VERSION}; this file is not a Postroom configuration export.",
         )
-    unknown = sorted(set(document) - set(SECTIONS) - {"postroom_config", "exported_by"})
+    unknown = sorted(
+        str(k) for k in set(document) - set(SECTIONS) - {"postroom_config", "exported_by"}
+    )
     if unknown:
         raise ValidationError(
-            unknown[0], f"is not a configuration section; known: {', '.join(SECTIONS)}."
+            _shown_key(unknown[0]), f"is not a configuration section; known: {', '.join(SECTIONS)}."
         )
-    if "dns_settings" in document and not isinstance(document["dns_settings"], dict):
+    settings = document.get("dns_settings")
+    if settings is None:
+        document.pop("dns_settings", None)
+    elif not isinstance(settings, dict):
         raise ValidationError("dns_settings", "must be a mapping of setting: value.")
     for section in SECTIONS[1:]:
         entries = document.get(section, [])
@@ -158,6 +259,11 @@ def parse_config(text: str) -> dict[str, Any]:
         if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
             raise ValidationError(section, "must be a list of mappings.")
     return document
+
+
+def _shown_key(key: str) -> str:
+    """A key as a field name in a message: as written if short and printable."""
+    return key if key.isprintable() and len(key) <= 40 else repr(key[:40])
 
 
 # ---------------------------------------------------------------- plan and apply
@@ -198,23 +304,67 @@ class ImportResult:
         return "\n".join(lines)
 
 
-def _entry_key(section: str, entry: Mapping[str, Any], index: int, key: str) -> str:
-    value = entry.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError(f"{section}[{index}].{key}", "is required and must be text.")
-    return value.strip()
+def _where(section: str, index: int, key: str | None = None) -> str:
+    return f"{section}[{index}]" + (f".{key}" if key else "")
+
+
+def _in_section(section: str, index: int, run: Callable[[], T]) -> T:
+    """Prefix refusals with where in the file they come from."""
+    try:
+        return run()
+    except ValidationError as exc:
+        raise ValidationError(f"{section}[{index}] {exc.field}", exc.reason) from None
+
+
+def _check_keys(
+    entry: Mapping[Any, Any],
+    where: str,
+    allowed: set[str],
+    read_only: AbstractSet[str] = frozenset(),
+) -> None:
+    """Unknown keys are refused, not ignored: a typo must not pass as "no change"."""
+    for key in entry:
+        if not isinstance(key, str) or key not in allowed | read_only:
+            shown = _shown_key(str(key))
+            raise ValidationError(
+                f"{where}.{shown}",
+                f"is not a field here; known fields: {', '.join(sorted(allowed))}.",
+            )
+        if key in read_only and isinstance(entry[key], dict | list):
+            raise ValidationError(
+                f"{where}.{key}", "is shown by export only and must be a plain value."
+            )
 
 
 def _differences(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in wanted.items() if current.get(k) != v}
 
 
-def _in_section(section: str, index: int, run: Callable[[], object]) -> None:
-    """Prefix refusals with where in the file they come from."""
-    try:
-        run()
-    except ValidationError as exc:
-        raise ValidationError(f"{section}[{index}] {exc.field}", exc.reason) from None
+def _plain(value: object) -> object:
+    return value.value if isinstance(value, Enum) else value
+
+
+def _parse_fields(
+    entry: Mapping[str, Any], where: str, specs: Mapping[str, FieldSpec]
+) -> dict[str, Any]:
+    """Each present field through the very parser the commands use, as plain values.
+
+    Refusals read like the form's: ``users[2] Email: ...``.
+    """
+    parsed: dict[str, Any] = {}
+    for key, spec in specs.items():
+        if key in entry:
+            try:
+                parsed[key] = _plain(spec.parse(entry[key], spec.label))
+            except ValidationError as exc:
+                raise ValidationError(f"{where} {exc.field}", exc.reason) from None
+    return parsed
+
+
+def _optional_name(value: object, field: str) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return validation.name(value, field)
 
 
 def apply_import(
@@ -250,13 +400,27 @@ def plan_import(session: Session, document: Mapping[str, Any]) -> ImportResult:
     return result
 
 
+def _setting_spec(key: str) -> FieldSpec:
+    def parse(value: object, _label: str) -> object:
+        return dns_settings_service.normalize_setting(key, value)
+
+    return FieldSpec(dns_settings_service.LABELS[key], parse)
+
+
 def _import_settings(
     session: Session, wanted: Mapping[str, Any] | None, result: ImportResult, actor: str | None
 ) -> None:
     if not wanted:
         return
     current = dns_settings_service.settings_as_dict(dns_settings_service.get_settings(session))
-    changes = _differences(current, _without(wanted, _SETTINGS_SKIP))
+    known = set(dns_settings_service.LABELS)
+    _check_keys(wanted, "dns_settings", known, _SETTINGS_SKIP)
+    parsed = _parse_fields(
+        wanted,
+        "dns_settings",
+        {key: _setting_spec(key) for key in known},
+    )
+    changes = _differences(current, parsed)
     if changes:
         dns_settings_service.update_settings(session, changes, actor=actor)
         result.changes.append(
@@ -269,29 +433,46 @@ def _import_settings(
         )
 
 
-def _records_of(entry: Mapping[str, Any], where: str) -> list[tuple[str, str, str]]:
-    records = entry.get("records") or []
+_RECORD_KEYS = {"host", "type", "value"}
+
+
+def _raw_records(entry: Mapping[str, Any], where: str) -> list[Mapping[str, Any]]:
+    """The records' shape: a list of mappings with exactly host, type and value."""
+    records = entry.get("records")
+    if records is None:
+        return []
     if not isinstance(records, list):
         raise ValidationError(f"{where}.records", "must be a list of {host, type, value}.")
-    triples = []
     for i, record in enumerate(records):
-        if not isinstance(record, dict) or not {"host", "type", "value"} <= set(record):
+        if not isinstance(record, dict) or not set(record) >= _RECORD_KEYS:
             raise ValidationError(f"{where}.records[{i}]", "needs host, type and value.")
-        triples.append((str(record["host"]), str(record["type"]), str(record["value"])))
-    return triples
+        _check_keys(record, f"{where}.records[{i}]", _RECORD_KEYS)
+    return records
+
+
+_TEMPLATE_KEYS = {"name", "kind", "description", "records"}
 
 
 def _import_templates(
     session: Session, entries: Sequence[Mapping[str, Any]], result: ImportResult, actor: str | None
 ) -> None:
     for index, entry in enumerate(entries):
-        where = f"dns_templates[{index}]"
-        name = _entry_key("dns_templates", entry, index, "name")
+        where = _where("dns_templates", index)
+        _check_keys(entry, where, _TEMPLATE_KEYS)
+        name = validation.name(entry.get("name"), f"{where}.name")
         kind = validation.choice(entry.get("kind", "campaign"), f"{where}.kind", TemplateKind)
-        records = _records_of(entry, where)
+        records = _in_section(
+            "dns_templates",
+            index,
+            partial(templates_service.normalize_records, _raw_records(entry, where), kind=kind),
+        )
         description = entry.get("description")
+        if description is not None:
+            description = validation.multiline_text(description, f"{where}.description", 2000)
         existing = session.scalars(
-            select(DnsTemplate).where(DnsTemplate.kind == kind, DnsTemplate.name == name)
+            select(DnsTemplate).where(
+                DnsTemplate.kind == kind, DnsTemplate.name_key == name_key(name)
+            )
         ).one_or_none()
         key = f"{kind.value}/{name}"
         if existing is None:
@@ -316,7 +497,7 @@ def _import_templates(
         diff: dict[str, Any] = {}
         if current != records:
             diff["records"] = [current, records]
-        if description is not None and description != existing.description:
+        if description is not None and description.strip() != (existing.description or ""):
             diff["description"] = [existing.description, description]
         if diff:
             _in_section(
@@ -326,7 +507,7 @@ def _import_templates(
                     templates_service.update_template,
                     session,
                     kind.value,
-                    name,
+                    existing.name,
                     records=records if "records" in diff else None,
                     description=description if "description" in diff else None,
                     actor=actor,
@@ -343,16 +524,22 @@ def _upsert(
     *,
     key_field: str,
     model: type[Any],
-    column: str,
+    specs: Mapping[str, FieldSpec],
+    read_only: set[str],
     as_dict: Callable[[Any], dict[str, Any]],
-    skip: set[str],
     create: Callable[[dict[str, Any]], Any],
     update: Callable[[str, dict[str, Any]], Any],
 ) -> None:
     for index, entry in enumerate(entries):
-        key = _entry_key(section, entry, index, key_field)
-        wanted = _without(entry, skip)
-        existing = session.scalars(select(model).where(getattr(model, column) == key)).one_or_none()
+        where = _where(section, index)
+        _check_keys(entry, where, set(specs), read_only)
+        if key_field not in entry:
+            raise ValidationError(f"{where}.{key_field}", "is required.")
+        wanted = _parse_fields(entry, where, specs)
+        key = str(wanted[key_field])
+        existing = session.scalars(
+            select(model).where(model.name_key == name_key(key))
+        ).one_or_none()
         if existing is None:
             _in_section(section, index, partial(create, wanted))
             result.changes.append(Change(section, key, "create", {}))
@@ -360,7 +547,7 @@ def _upsert(
         current = as_dict(existing)
         changes = _differences(current, wanted)
         if changes:
-            _in_section(section, index, partial(update, key, changes))
+            _in_section(section, index, partial(update, current[key_field], changes))
             result.changes.append(
                 Change(section, key, "update", {k: [current.get(k), v] for k, v in changes.items()})
             )
@@ -369,6 +556,13 @@ def _upsert(
 def _import_servers(
     session: Session, entries: Sequence[Mapping[str, Any]], result: ImportResult, actor: str | None
 ) -> None:
+    for index, entry in enumerate(entries):
+        if "password" in entry:
+            raise ValidationError(
+                _where("delivery_servers", index, "password"),
+                "passwords are never imported; set it with `servers edit NAME "
+                "--password-stdin` or in the console.",
+            )
     _upsert(
         session,
         "delivery_servers",
@@ -376,9 +570,9 @@ def _import_servers(
         result,
         key_field="name",
         model=DeliveryServer,
-        column="name",
+        specs=servers_service.FIELDS,
+        read_only=_SERVER_SKIP,
         as_dict=servers_service.server_as_dict,
-        skip=_SERVER_SKIP | {"password"},
         create=lambda values: servers_service.create_server(session, values, actor=actor),
         update=lambda key, changes: servers_service.update_server(
             session, key, changes, actor=actor
@@ -389,6 +583,7 @@ def _import_servers(
 def _import_groups(
     session: Session, entries: Sequence[Mapping[str, Any]], result: ImportResult, actor: str | None
 ) -> None:
+    references = {**groups_service.SERVER_REFERENCES, **groups_service.TEMPLATE_REFERENCES}
     _upsert(
         session,
         "user_groups",
@@ -396,9 +591,12 @@ def _import_groups(
         result,
         key_field="name",
         model=UserGroup,
-        column="name",
+        specs={
+            **groups_service.FIELDS,
+            **{key: FieldSpec(label, _optional_name) for key, (label, _) in references.items()},
+        },
+        read_only=_GROUP_SKIP,
         as_dict=groups_service.group_as_dict,
-        skip=_GROUP_SKIP,
         create=lambda values: groups_service.create_group(session, values, actor=actor),
         update=lambda key, changes: groups_service.update_group(session, key, changes, actor=actor),
     )
@@ -414,12 +612,24 @@ def _import_users(
         result,
         key_field="username",
         model=User,
-        column="username",
+        specs={**users_service.FIELDS, "group": FieldSpec("User group", validation.name)},
+        read_only=_USER_SKIP,
         as_dict=users_service.user_as_dict,
-        skip=_USER_SKIP,
         create=lambda values: users_service.create_user(session, values, actor=actor),
         update=lambda key, changes: users_service.update_user(session, key, changes, actor=actor),
     )
+
+
+_DOMAIN_KEYS = {"domain", "kind", "user", "status", "template", "random_token", "records"}
+_RANDOM_TOKEN = re.compile(r"[A-Za-z0-9]{10}")
+
+
+def _random_token(value: object, field: str) -> str:
+    if value is None:
+        return templates_service.random_label()
+    if not isinstance(value, str) or not _RANDOM_TOKEN.fullmatch(value):
+        raise ValidationError(field, "must be 10 ASCII letters or digits, e.g. a1b2c3d4e5.")
+    return value.lower()
 
 
 def _import_domains(
@@ -427,14 +637,27 @@ def _import_domains(
 ) -> None:
     """Domains keep the record snapshot from the file: they are not re-rendered."""
     for index, entry in enumerate(entries):
-        where = f"sender_domains[{index}]"
-        name = validation.domain(
-            _entry_key("sender_domains", entry, index, "domain"), f"{where}.domain"
-        )
+        where = _where("sender_domains", index)
+        _check_keys(entry, where, _DOMAIN_KEYS)
+        name = validation.domain(entry.get("domain"), f"{where}.domain")
         kind = validation.choice(entry.get("kind", "campaign"), f"{where}.kind", TemplateKind)
         status = validation.choice(
             entry.get("status", "approval_pending"), f"{where}.status", DomainStatus
         )
+        username = validation.username(entry.get("user"), f"{where}.user")
+        template = _optional_name(entry.get("template"), f"{where}.template")
+        token = _random_token(entry.get("random_token"), f"{where}.random_token")
+        records = []
+        for position, record in enumerate(_raw_records(entry, where)):
+            field = f"{where}.records[{position}]"
+            records.append(
+                SenderDomainRecord(
+                    position=position,
+                    host=validation.record_host(record["host"], f"{field}.host"),
+                    type=validation.record_type(record["type"], f"{field}.type"),
+                    value=validation.header_value(record["value"], f"{field}.value", 4096),
+                )
+            )
         existing = session.scalars(
             select(SenderDomain).where(SenderDomain.kind == kind, SenderDomain.domain == name)
         ).one_or_none()
@@ -449,36 +672,21 @@ def _import_domains(
                     Change("sender_domains", key, "update", {"status": [old, status.value]})
                 )
             continue
-        username = _entry_key("sender_domains", entry, index, "user")
-        user = session.scalars(select(User).where(User.username == username)).one_or_none()
+        user = session.scalars(
+            select(User).where(User.name_key == name_key(username))
+        ).one_or_none()
         if user is None:
             raise ValidationError(
                 f"{where}.user", f"no user named {username!r}; add it under users."
             )
-        token = entry.get("random_token") or templates_service.random_label()
-        if not isinstance(token, str) or len(token) != 10 or not token.isalnum():
-            raise ValidationError(f"{where}.random_token", "must be 10 letters or digits.")
-        records = []
-        for position, (host, rtype, value) in enumerate(_records_of(entry, where)):
-            records.append(
-                SenderDomainRecord(
-                    position=position,
-                    host=validation.record_host(host, f"{where}.records[{position}].host"),
-                    type=validation.record_type(rtype, f"{where}.records[{position}].type"),
-                    value=validation.header_value(
-                        value, f"{where}.records[{position}].value", 4096
-                    ),
-                )
-            )
-        template = entry.get("template")
         session.add(
             SenderDomain(
                 user=user,
                 domain=name,
                 kind=kind,
                 status=status,
-                template_name=str(template) if template else None,
-                random_token=token.lower(),
+                template_name=template,
+                random_token=token,
                 records=records,
             )
         )

@@ -2,9 +2,8 @@
 
 Decisions:
 
-* Template names are matched case-insensitively (an exact match wins), and two templates
-  of one kind may not differ only by case: MariaDB's default collation treats them as
-  equal anyway, so allowing it on SQLite/PostgreSQL would make databases disagree.
+* Template names follow the rule of every name (``models.base.name_key``): matched and
+  kept unique by their NFKC case-folded key, the same on SQLite, PostgreSQL and MariaDB.
 * The template named ``Default`` of each kind can be neither deleted nor renamed: it is
   the fallback of every user group that selects no template. Keeping it also means each
   kind always has at least one template. To have new domains enabled without DNS
@@ -37,7 +36,8 @@ from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.models import DnsTemplate, DnsTemplateRecord, Installation, TemplateKind, UserGroup
-from app.models.base import utcnow
+from app.models.base import name_key, utcnow
+from app.models.database import is_unique_violation
 from app.services import audit, validation
 from app.services.dns_settings import EffectiveDnsSettings, get_settings
 from app.services.errors import ConcurrentEditError, ConflictError, NotFoundError, ValidationError
@@ -320,17 +320,11 @@ def list_templates(session: Session, kind: TemplateKind | str | None = None) -> 
 
 
 def _find(session: Session, kind: TemplateKind, name: str) -> DnsTemplate | None:
-    # Few templates exist, so matching in Python keeps case rules identical on every
-    # backend (SQLite's lower() only folds ASCII; MariaDB's collation folds everything).
-    candidates = list(session.scalars(select(DnsTemplate).where(DnsTemplate.kind == kind)))
-    for template in candidates:
-        if template.name == name:
-            return template
-    folded = name.casefold()
-    for template in candidates:
-        if template.name.casefold() == folded:
-            return template
-    return None
+    # By the stored key, so case and Unicode rules are identical on every backend
+    # (SQLite's lower() only folds ASCII; MariaDB's collation folds accents too).
+    return session.scalars(
+        select(DnsTemplate).where(DnsTemplate.kind == kind, DnsTemplate.name_key == name_key(name))
+    ).one_or_none()
 
 
 def get_template(session: Session, kind: TemplateKind | str, name: str) -> DnsTemplate:
@@ -378,7 +372,12 @@ def _flush(session: Session, kind: TemplateKind, name: str) -> None:
         session.flush()
     except StaleDataError:
         raise ConcurrentEditError(f"{kind.value} DNS template", name) from None
-    except IntegrityError:
+    except IntegrityError as exc:
+        if not is_unique_violation(exc):
+            raise ConflictError(
+                f"The {kind.value} DNS template {name!r} could not be saved because someone "
+                "else changed related data at the same time; reload and apply your change again."
+            ) from None
         raise ConflictError(
             f"A {kind.value} DNS template named {name!r} already exists; "
             "choose another name or edit that template."

@@ -18,6 +18,7 @@ from app.models import (
     User,
     UserGroup,
 )
+from app.models.base import name_key
 from app.models.delivery import DEFAULT_SENDER_DOMAIN_MONTHLY_LIMIT
 from app.services import audit, validation
 from app.services.coerce import (
@@ -26,6 +27,7 @@ from app.services.coerce import (
     boolean,
     check_version,
     ensure_unique,
+    flush,
     get_by_name,
 )
 from app.services.errors import ConflictError, ValidationError
@@ -120,7 +122,7 @@ def _resolve_server(session: Session, value: object, label: str) -> DeliveryServ
         return None
     server_name = validation.name(value, label)
     server = session.scalars(
-        select(DeliveryServer).where(DeliveryServer.name == server_name)
+        select(DeliveryServer).where(DeliveryServer.name_key == name_key(server_name))
     ).one_or_none()
     if server is None:
         raise ValidationError(
@@ -136,7 +138,9 @@ def _resolve_template(
         return None
     template_name = validation.name(value, label)
     template = session.scalars(
-        select(DnsTemplate).where(DnsTemplate.kind == kind, DnsTemplate.name == template_name)
+        select(DnsTemplate).where(
+            DnsTemplate.kind == kind, DnsTemplate.name_key == name_key(template_name)
+        )
     ).one_or_none()
     if template is None:
         raise ValidationError(
@@ -203,7 +207,7 @@ def create_group(
     _apply(session, group, values)
     _ensure_unique_name(session, group.name)
     session.add(group)
-    session.flush()
+    flush(session, ENTITY, group.name)
     audit.record(session, "create", "user_group", group.name, group_as_dict(group), actor=actor)
     return group
 
@@ -222,7 +226,7 @@ def update_group(
     if "name" in diff:
         _ensure_unique_name(session, group.name, exclude_id=group.id)
     if diff:
-        session.flush()
+        flush(session, ENTITY, name)
         audit.record(session, "update", "user_group", group.name, diff, actor=actor)
     return group
 
@@ -235,7 +239,7 @@ def delete_group(session: Session, name: str, *, actor: str | None = None) -> No
             f"User group {name!r} still has {members} user(s); move them to another group first."
         )
     session.delete(group)
-    session.flush()
+    flush(session, ENTITY, name)
     audit.record(session, "delete", "user_group", name, actor=actor)
 
 

@@ -17,6 +17,7 @@ from app.services.coerce import (
     boolean,
     check_version,
     ensure_unique,
+    flush,
     get_by_name,
 )
 from app.services.errors import ConflictError, ValidationError
@@ -157,7 +158,7 @@ def create_server(
         _set_password(server, password, cipher)
     _check_consistency(server)
     session.add(server)
-    session.flush()
+    flush(session, ENTITY, server.name)
     audit.record(
         session,
         "create",
@@ -190,7 +191,7 @@ def update_server(
         diff["password"] = "<changed>"
     _check_consistency(server)
     if diff:
-        session.flush()
+        flush(session, ENTITY, name)
         audit.record(session, "update", "delivery_server", server.name, diff, actor=actor)
     return server
 
@@ -220,7 +221,7 @@ def delete_server(session: Session, name: str, *, actor: str | None = None) -> N
             "assign another server there first."
         )
     session.delete(server)
-    session.flush()
+    flush(session, ENTITY, name)
     audit.record(session, "delete", "delivery_server", name, actor=actor)
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
 from app.models import SenderDomain, User, UserGroup
+from app.models.base import name_key
 from app.services import audit, limits, validation
 from app.services.coerce import (
     FieldSpec,
@@ -18,6 +19,7 @@ from app.services.coerce import (
     boolean,
     check_version,
     ensure_unique,
+    flush,
     get_by_name,
 )
 from app.services.errors import ValidationError
@@ -44,7 +46,9 @@ def get_user(session: Session, username: str) -> User:
 
 def _resolve_group(session: Session, value: object) -> UserGroup:
     group_name = validation.name(value, "User group")
-    group = session.scalars(select(UserGroup).where(UserGroup.name == group_name)).one_or_none()
+    group = session.scalars(
+        select(UserGroup).where(UserGroup.name_key == name_key(group_name))
+    ).one_or_none()
     if group is None:
         raise ValidationError(
             "User group", f"no user group named {group_name!r}; create it first or pick another."
@@ -76,7 +80,7 @@ def create_user(
     _ensure_unique(session, user.username)
     user.group = group
     session.add(user)
-    session.flush()
+    flush(session, ENTITY, user.username)
     audit.record(session, "create", "user", user.username, user_as_dict(user), actor=actor)
     return user
 
@@ -100,7 +104,7 @@ def update_user(
         diff["group"] = [user.group.name, group.name]
         user.group = group
     if diff:
-        session.flush()
+        flush(session, ENTITY, username)
         audit.record(session, "update", "user", user.username, diff, actor=actor)
     return user
 
@@ -110,7 +114,7 @@ def delete_user(session: Session, username: str, *, actor: str | None = None) ->
     user = get_user(session, username)
     domains = [d.domain for d in user.sender_domains]
     session.delete(user)
-    session.flush()
+    flush(session, ENTITY, username)
     audit.record(session, "delete", "user", username, {"sender_domains": domains}, actor=actor)
 
 

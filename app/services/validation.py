@@ -10,10 +10,12 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
+import unicodedata
 from typing import TypeVar
 
 import idna
 
+from app.models.base import NAME_KEY_LENGTH, name_key
 from app.services.errors import ValidationError
 
 # Characters refused in every one-line value:
@@ -29,6 +31,13 @@ from app.services.errors import ValidationError
 #   the SMTP or database layer later instead of being refused here.
 _CONTROL = re.compile(
     r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+# Unicode's default-ignorable code points: drawn as nothing, so "s1" and "s1" + U+200B would
+# look like one name but be two. Format characters (category Cf) are refused as well.
+_INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
 )
 # Bodies keep TAB, CR, LF and bidi controls (RTL text pasted from word processors has them).
 _CONTROL_MULTILINE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -113,12 +122,26 @@ def no_control_chars(value: str, field: str) -> str:
 
 
 def name(value: object, field: str = "Name", max_length: int = 200) -> str:
-    """A display name: one line, not empty, at most ``max_length`` characters."""
+    """A name things are found by: one line, visible characters only, not empty, at most
+    ``max_length`` characters. Uniqueness compares ``models.base.name_key`` of it."""
     text = no_control_chars(_as_text(value, field), field).strip()
     if not text:
         raise ValidationError(field, "must not be empty.")
     if len(text) > max_length:
         raise ValidationError(field, f"must be at most {max_length} characters.")
+    hidden = next(
+        (ch for ch in text if _INVISIBLE.match(ch) or unicodedata.category(ch) == "Cf"), None
+    )
+    if hidden is not None:
+        raise ValidationError(
+            field,
+            f"contains the invisible character U+{ord(hidden):04X}; names must look the way "
+            "they are stored, so remove it.",
+        )
+    if len(name_key(text)) > NAME_KEY_LENGTH:
+        raise ValidationError(
+            field, f"is too long once normalised; use at most {max_length} plain characters."
+        )
     return text
 
 

@@ -113,19 +113,6 @@ def write_text(path: Path, text: str) -> None:
         ) from None
 
 
-def read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise TransferFailed(
-            f"{path} is not a text file; choose a configuration exported by Postroom."
-        ) from None
-    except OSError as error:
-        raise TransferFailed(
-            f"{path} could not be read ({_reason(error)}); check the file and its permissions."
-        ) from None
-
-
 def _is_records(value: Any) -> bool:
     return (
         isinstance(value, list | tuple)
@@ -356,8 +343,8 @@ class ConfigTransfer(QObject):
     async def import_from(self, path: str) -> ImportDiffDialog:
         """Read, check and plan ``path``, then show the diff (raises what the user must fix)."""
         self.message.emit(f"Reading {path}…")
-        text = await self.context.in_executor(read_text, Path(path))
-        document = await self.context.in_executor(config_io.parse_config, text)
+        # The service refuses an oversized file before reading it, and names bad UTF-8.
+        document = await self.context.in_executor(config_io.read_config, Path(path))
         plan = await self.context.read(config_io.plan_import, document)
         dialog = ImportDiffDialog(self.context, path, document, plan, self._window)
         dialog.setObjectName("importDiffDialog")
