@@ -199,6 +199,19 @@ def test_test_connection_of_a_new_sqlite_file_creates_nothing(tmp_path: Path) ->
     assert "a Postroom database" in check_connection(sqlite_url(target))
 
 
+def test_connecting_to_a_new_file_in_a_new_folder_makes_both(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    """The dialog's test promised to create the folder; connecting keeps that promise."""
+    target = tmp_path / "chosen" / "folder" / "postroom.sqlite3"
+    assert str(target.parent) in check_connection(sqlite_url(target))
+    switching = asyncio.ensure_future(window.switch_database(sqlite_url(target)))
+    qtbot.waitUntil(switching.done, timeout=WAIT_MS)
+    assert switching.result() is None
+    assert target.is_file()
+    assert window.database is not None and str(target) in str(window.database.engine.url)
+
+
 def test_saving_a_profile_keeps_the_password_in_the_keyring_only(
     qtbot: QtBot, dialog: DatabaseDialog, memory_keyring: MemoryKeyring
 ) -> None:

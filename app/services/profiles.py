@@ -439,6 +439,11 @@ def check_connection(url: str) -> str:
                     f"{path.name} cannot be created because {folder} is not a writable "
                     "folder; choose another place."
                 )
+            if not path.parent.is_dir():
+                return (
+                    f"{path.name} does not exist yet; Postroom creates it, and the folder "
+                    f"{path.parent}, and sets it up on connect."
+                )
             return f"{path.name} does not exist yet; Postroom creates and sets it up on connect."
     elif "connect_timeout" not in parsed.query:
         parsed = parsed.update_query_dict({"connect_timeout": str(CONNECT_TIMEOUT_S)})

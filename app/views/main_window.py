@@ -9,6 +9,7 @@ the new database replaces the old one without a restart.
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
@@ -294,7 +295,11 @@ class MainWindow(QMainWindow):
         mistyped host in the dialog costs nothing.
         """
         try:
-            database = await self.context.in_executor(Database, url)
+            # The user chose this file in the Database dialog, whose test said a missing
+            # folder would be made: here (unlike --database) making it is what was asked.
+            database = await self.context.in_executor(
+                functools.partial(Database, url, create_folder=True)
+            )
         except Exception as exc:
             return f"Could not open the database: {connection_error_sentence(exc, url)}"
         self._connection_error = None
