@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 from app.models import database as database_module
 from app.models.base import name_key
 from app.models.database import Database
-from app.services import dns_templates, groups, servers, users, validation
+from app.services import dns_templates, groups, sender_domains, servers, users, validation
 from app.services.errors import ConflictError, ValidationError
 
 
@@ -42,6 +42,20 @@ def test_names_differing_only_by_case_or_compatibility_form_collide(database: Da
         assert groups.get_group(s, "Finance").name == "ﬁnance"
         assert users.get_user(s, "Alice").username == "alice"
         assert dns_templates.get_template(s, "campaign", "strasse").name == "Straße"
+
+
+def test_sender_domains_and_user_lists_find_names_the_same_way(database: Database) -> None:
+    """Every lookup by name uses the one rule, not only the named tables' own services."""
+    with database.transaction() as s:
+        groups.create_group(s, {"name": "Sales", "sender_domain_management": True})
+        users.create_user(s, {"username": "alice", "email": "a@example.com", "group": "Sales"})
+        sender_domains.create_sender_domain(s, "ALICE", "mail.alice.test")
+    with database.session() as s:
+        assert [d.domain for d in sender_domains.list_sender_domains(s, username="Alice")] == [
+            "mail.alice.test"
+        ]
+        assert [u.username for u in users.list_users(s, group="SALES")] == ["alice"]
+        assert [row["username"] for row in users.user_rows(s, group="sales")] == ["alice"]
 
 
 def test_accented_names_are_different_names(database: Database) -> None:

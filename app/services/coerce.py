@@ -42,7 +42,7 @@ def boolean(value: object, field: str) -> bool:
     raise ValidationError(field, f"{value!r} is not a yes/no value; use true or false.")
 
 
-def _matches(model: type[Any], column: str, value: str) -> Any:
+def name_matches(model: type[Any], column: str, value: str) -> Any:
     """Named tables are matched by their key (case and Unicode forms folded), others exactly."""
     if hasattr(model, "name_key"):
         return model.name_key == name_key(value)
@@ -51,7 +51,7 @@ def _matches(model: type[Any], column: str, value: str) -> Any:
 
 def get_by_name(session: Session, model: type[T], column: str, value: str, entity: str) -> T:
     """The row whose ``column`` is ``value`` as names compare, or NotFoundError naming it."""
-    row = session.scalars(select(model).where(_matches(model, column, value))).one_or_none()
+    row = session.scalars(select(model).where(name_matches(model, column, value))).one_or_none()
     if row is None:
         raise NotFoundError(entity, value)
     return row
@@ -67,7 +67,7 @@ def ensure_unique(
     exclude_id: int | None = None,
 ) -> None:
     """ConflictError(``message``) if another row's ``column`` compares equal to ``value``."""
-    query = select(model.id).where(_matches(model, column, value))
+    query = select(model.id).where(name_matches(model, column, value))
     if exclude_id is not None:
         query = query.where(model.id != exclude_id)
     # No autoflush: the caller's pending change to this very row must reach the database

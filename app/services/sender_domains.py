@@ -35,7 +35,7 @@ from app.models import (
     User,
     UserGroup,
 )
-from app.services import audit, validation
+from app.services import audit, coerce, validation
 from app.services.dns_settings import get_settings
 from app.services.dns_templates import (
     DEFAULT_TEMPLATE_NAME,
@@ -62,7 +62,7 @@ def _kind(kind: TemplateKind | str) -> TemplateKind:
 
 def _user(session: Session, username: str, *, lock: bool = False) -> User:
     name = validation.username(username)
-    query = select(User).where(User.username == name)
+    query = select(User).where(coerce.name_matches(User, "username", name))
     if lock:
         # Serialises domain creation per user on PostgreSQL/MariaDB so two consoles can't
         # both pass the limit check; SQLite write transactions are serial already.

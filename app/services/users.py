@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from app.models import SenderDomain, User, UserGroup
 from app.models.base import name_key
-from app.services import audit, limits, validation
+from app.services import audit, coerce, limits, validation
 from app.services.coerce import (
     FieldSpec,
     apply_fields,
@@ -36,7 +36,7 @@ FIELDS: dict[str, FieldSpec] = {
 def list_users(session: Session, *, group: str | None = None) -> Sequence[User]:
     query = select(User).order_by(User.username)
     if group is not None:
-        query = query.join(User.group).where(UserGroup.name == group)
+        query = query.join(User.group).where(coerce.name_matches(UserGroup, "name", group))
     return session.scalars(query).all()
 
 
@@ -142,7 +142,7 @@ def user_rows(
     """
     query = select(User).options(joinedload(User.group)).order_by(User.username)
     if group is not None:
-        query = query.join(User.group).where(UserGroup.name == group)
+        query = query.join(User.group).where(coerce.name_matches(UserGroup, "name", group))
     members = list(session.scalars(query).unique())
     usage = limits.usage_for_users(session, members, today=today)
     domain_counts: dict[int, int] = {
