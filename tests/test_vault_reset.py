@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from app.models import AuditEntry, DeliveryServer, Installation
 from app.models.database import Database
-from app.services import servers
+from app.services import audit, servers
 from app.services.errors import SecretsUnavailable, VaultKeyError
 from app.services.keyring_store import SecretStore
 from app.services.vault import (
@@ -121,6 +121,10 @@ def test_lost_key_reset_clears_lists_and_audits(
     everything = " ".join(f"{e.entity_key} {e.details}" for e in audit_entries(database))
     for secret in (old_key, new_key, "Alpha-smtp-secret", "Beta-smtp-secret", "again"):
         assert secret not in everything
+    # The audit filters (console page and `audit --entity vault`) know the entry's kind.
+    with database.session() as session:
+        filtered = audit.list_entries(session, entity="vault")
+    assert [(e.action, e.key) for e in filtered] == [("reset", key_name(database))]
 
 
 def test_reset_without_a_keyring_or_explicit_key_changes_nothing(database: Database) -> None:

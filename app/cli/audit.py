@@ -5,12 +5,11 @@ from __future__ import annotations
 import click
 
 from app.cli.base import State, emit, json_option, main, pass_state, table
+from app.services.audit import ENTITIES
 
 
 @main.command()
-@click.option(
-    "--entity", help="delivery_server, user_group, user, dns_template, dns_settings, sender_domain"
-)
+@click.option("--entity", help=f"Only entries about one kind: {', '.join(ENTITIES)}.")
 @click.option("--search", "text", help="Substring of the entity name or the actor.")
 @click.option("--limit", type=int, default=100, show_default=True)
 @json_option

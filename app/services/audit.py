@@ -17,16 +17,19 @@ from app.models import AuditEntry
 from app.services import validation
 from app.services.errors import ValidationError
 
-# The entity types entries are written for, as filters accept them.
-ENTITIES = (
-    "delivery_server",
-    "user_group",
-    "user",
-    "dns_template",
-    "dns_settings",
-    "sender_domain",
-    "configuration",
-)
+# The entity types entries are written for, with the words a person reads for one entry and
+# for a filter of them; the console's audit page and the CLI's --entity take them from here.
+ENTITY_NAMES: dict[str, tuple[str, str]] = {
+    "delivery_server": ("Delivery server", "Delivery servers"),
+    "user_group": ("User group", "User groups"),
+    "user": ("User", "Users"),
+    "sender_domain": ("Sender domain", "Sender domains"),
+    "dns_template": ("DNS template", "DNS templates"),
+    "dns_settings": ("DNS settings", "DNS settings"),
+    "configuration": ("Configuration", "Configuration imports"),
+    "vault": ("Vault", "Vault resets"),
+}
+ENTITIES = tuple(ENTITY_NAMES)
 MAX_LIMIT = 100_000
 
 # Field names whose values must never reach the log, whatever their content.

@@ -380,7 +380,7 @@ def import_vault_key(session: Session, key: str, store: SecretStore | None = Non
 # Starting a new vault when the key is lost
 # ---------------------------------------------------------------------------------------
 
-VAULT_ENTITY = "vault"
+VAULT_ENTITY = "vault"  # one of audit.ENTITIES
 
 
 @dataclass(frozen=True)

@@ -40,23 +40,9 @@ if TYPE_CHECKING:
 
 ENTITY_CHOICES: tuple[tuple[str, str | None], ...] = (
     ("All entities", None),
-    ("Delivery servers", "delivery_server"),
-    ("User groups", "user_group"),
-    ("Users", "user"),
-    ("Sender domains", "sender_domain"),
-    ("DNS templates", "dns_template"),
-    ("DNS settings", "dns_settings"),
-    ("Configuration imports", "configuration"),
+    *((plural, entity) for entity, (_, plural) in audit.ENTITY_NAMES.items()),
 )
-ENTITY_LABELS = {
-    "delivery_server": "Delivery server",
-    "user_group": "User group",
-    "user": "User",
-    "sender_domain": "Sender domain",
-    "dns_template": "DNS template",
-    "dns_settings": "DNS settings",
-    "configuration": "Configuration",
-}
+ENTITY_LABELS = {entity: singular for entity, (singular, _) in audit.ENTITY_NAMES.items()}
 LIMITS = (100, 500, 1000, 5000)
 DEFAULT_LIMIT = 500
 SEARCH_DELAY_MS = 300  # typing a name queries once, after a pause, not per keystroke
