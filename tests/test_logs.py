@@ -15,6 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from app.models.database import Database
+from app.services import servers
 from app.services.errors import ValidationError
 from app.services.logs import (
     LEVELS,
@@ -24,6 +26,8 @@ from app.services.logs import (
     parse_log_format,
     parse_log_level,
 )
+
+POSTROOM = [sys.executable, "-m", "app"]
 
 
 @pytest.fixture
@@ -154,3 +158,37 @@ def test_the_command_line_refuses_a_bad_level_in_one_sentence(tmp_path: Path) ->
         "use one of debug, info, warning, error, critical."
     ]
     assert not (tmp_path / "db.sqlite3").exists()
+
+
+def test_committed_changes_are_logged_once_and_rolled_back_ones_never(
+    captured: io.StringIO, sqlite_database: Database
+) -> None:
+    configure_logging("info", "text", stream=captured)
+    with sqlite_database.transaction() as session:
+        servers.create_server(session, {"name": "Relay", "host": "smtp.example.com"})
+    with pytest.raises(RuntimeError), sqlite_database.transaction() as session:
+        servers.create_server(session, {"name": "Ghost", "host": "smtp.example.com"})
+        raise RuntimeError("the caller gave up")
+    lines = [line for line in captured.getvalue().splitlines() if "app.services.audit" in line]
+    assert len(lines) == 1
+    assert "create delivery_server 'Relay' by " in lines[0]
+    assert "Ghost" not in captured.getvalue()
+
+
+def test_the_command_line_logs_json_lines_to_stderr_only(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    logging_options = ["--log-level", "info", "--log-format", "json"]
+    add = ["servers", "add", "Relay", "--host", "smtp.example.com"]
+    run = subprocess.run(
+        [*POSTROOM, *logging_options, "--database", url, *add],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    events = [json.loads(line) for line in run.stderr.splitlines()]
+    messages = [event["message"] for event in events]
+    assert any("upgrading schema (empty) to" in m for m in messages)
+    assert any(m.startswith("create delivery_server 'Relay' by ") for m in messages)
+    assert all(event["level"] == "info" for event in events)
+    assert "Relay" in run.stdout and "{" not in run.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 # The one error module every layer shares; it imports nothing of the application.
 from app.services.errors import PostroomError, ValidationError
+
+log = logging.getLogger(__name__)
 
 APP_NAME = "postroom"
 DATABASE_URL_ENV = "POSTROOM_DATABASE_URL"
@@ -269,8 +272,15 @@ def upgrade_schema(engine: Engine) -> None:
     with engine.execution_options(**{WRITE_OPTION: True}).begin() as connection:
         _lock_for_migration(connection)
         try:
-            if _revision_on(connection) == SCHEMA_HEAD:
+            found = _revision_on(connection)
+            if found == SCHEMA_HEAD:
                 return
+            log.info(
+                "database %s: upgrading schema %s to %s",
+                redact_url(engine.url),
+                found or "(empty)",
+                SCHEMA_HEAD,
+            )
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
         finally:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from app.models import AuditEntry
@@ -31,6 +32,8 @@ ENTITY_NAMES: dict[str, tuple[str, str]] = {
 }
 ENTITIES = tuple(ENTITY_NAMES)
 MAX_LIMIT = 100_000
+
+log = logging.getLogger(__name__)
 
 # Field names whose values must never reach the log, whatever their content.
 _SECRET_FIELDS = frozenset({"password", "password_encrypted", "secret", "vault_key"})
@@ -69,7 +72,28 @@ def record(
         details=json.dumps(_scrub(details), default=str, sort_keys=True) if details else None,
     )
     session.add(entry)
+    # Logged when the change commits, not now: a rolled-back change never happened.
+    session.info.setdefault(_PENDING_LOG_LINES, []).append(
+        (entry.actor, action, entity, key, sorted(details or ()))
+    )
     return entry
+
+
+_PENDING_LOG_LINES = "postroom_audit_log_lines"
+
+
+@event.listens_for(Session, "after_commit")
+def _log_committed(session: Session) -> None:
+    for actor, action, entity, key, fields in session.info.pop(_PENDING_LOG_LINES, []):
+        # Field names only: values may be personal data, and secrets never leave the database.
+        log.info(
+            "%s %s %r by %s%s", action, entity, key, actor, f" ({', '.join(fields)})" * bool(fields)
+        )
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_rolled_back(session: Session) -> None:
+    session.info.pop(_PENDING_LOG_LINES, None)
 
 
 def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
