@@ -6,7 +6,7 @@ sends thousands of small questions: too slow for the target of checking 1,000 do
 about two seconds. So questions are encoded and answers read by hand, and only what a
 verdict needs is read: the header, the question (to match an answer to what was asked),
 the answer records of the types a template can hold, and the authority section's SOA owner
-and NS presence. tests/test_dns_verify.py cross-checks this reader against ``dns.message``
+and NS presence. tests/services/test_dns_verify.py cross-checks this reader against ``dns.message``
 with property tests on generated messages, and feeds it damaged and arbitrary bytes.
 
 dnspython still does the rest: finding zones and their servers (in dns_lookup), the TCP

@@ -1,6 +1,6 @@
 """The staged SMTP test against a real Postfix with STARTTLS (scripts/postfix-test-server).
 
-aiosmtpd (tests/test_smtp_check.py) covers every failure; this proves the check against
+aiosmtpd (tests/services/test_smtp_check.py) covers every failure; this proves the check against
 the MTA most relays actually run. Skipped locally without Postfix or root; a failure under
 scripts/test (POSTROOM_REQUIRE_REAL_PEERS=1), which installs the postfix package.
 """
@@ -24,7 +24,7 @@ from app.services.smtp_report import SmtpTarget, StageResult
 from tests.conftest import peer_missing
 from tests.smtp_peers import LOCALHOST, SERVER_NAME, make_ca, make_leaf
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "postfix-test-server"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "postfix-test-server"
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 TIMEOUT = 10.0  # a bound on a hang only: Postfix on 127.0.0.1 answers in milliseconds
 

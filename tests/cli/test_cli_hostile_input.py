@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_hardening_import import alias_bomb
+from tests.hostile_yaml import alias_bomb
 
 POSTROOM = [sys.executable, "-m", "app"]
 

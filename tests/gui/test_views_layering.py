@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-VIEWS = Path(__file__).resolve().parent.parent / "app" / "views"
+VIEWS = Path(__file__).resolve().parents[2] / "app" / "views"
 
 
 def _is_type_checking(test: ast.expr) -> bool:
