@@ -41,7 +41,7 @@ from app.views.pages.domains import COLUMNS as DOMAIN_COLUMNS
 from app.views.pages.domains import by_domain_and_kind, display_rows
 from app.views.pages.users import UsersPage, by_username
 from app.views.table_model import SORT_ROLE, Column, Row, RowKey, RowTableModel
-from tests.test_gui_domains import seed_many
+from tests.gui.test_gui_domains import seed_many
 
 LIMIT_MS = 100.0
 Index = QModelIndex | QPersistentModelIndex
