@@ -267,7 +267,8 @@ class DnsLookup:
         try:
             question = Question.make(name, rdtype)
         except dns.exception.DNSException as exc:
-            return Answer(name, dns.rcode.FORMERR, error=f"{name} is not a valid name ({exc})")
+            logger.debug("%s is not a valid name: %s", name, _describe(exc))
+            return Answer(name, dns.rcode.FORMERR, error=f"{name} is not a valid DNS name")
         tried = servers[:3]
         budget = self._timeout / len(tried)
         problems: list[str] = []
