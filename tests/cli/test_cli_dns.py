@@ -203,6 +203,6 @@ def test_domain_not_in_public_dns(sqlite_url: str) -> None:
     domain = "mail.acme.invalid"
     proc = postroom("--database", sqlite_url, "dns-check", domain, "--template", "Default")
     if "No name server could be reached" in proc.stdout:
-        peer_missing("the system DNS resolver does not answer")
+        pytest.skip("the system DNS resolver does not answer (it is not one of the test peers)")
     assert proc.returncode == 1
     _said_once(proc.stdout + proc.stderr, f"{domain} does not exist in public DNS")

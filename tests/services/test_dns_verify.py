@@ -552,7 +552,7 @@ async def test_name_unknown_up_to_the_root_does_not_exist() -> None:
     domain = "mail.acme.invalid"
     report = await verify_records(domain, expected(domain), timeout=3.0)
     if report.verdict == "unreachable":
-        peer_missing("the system DNS resolver does not answer")
+        pytest.skip("the system DNS resolver does not answer (it is not one of the test peers)")
     assert report.status == "error" and report.verdict == "not_in_dns"
     assert_said_once(report, f"{domain} does not exist in public DNS")
 
