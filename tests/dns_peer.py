@@ -8,6 +8,7 @@ before the server starts, so a test module writes every zone it needs up front.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -21,6 +22,19 @@ SCRIPT = REPO / "scripts" / "dns-test-server"
 LOOPBACK = "127.0.0.1"
 _TXT_CHUNK = 255  # bytes per TXT character-string (RFC 1035 3.3)
 _START_ATTEMPTS = 3
+
+
+# What a DNS library's exception text looks like: none of it may reach a user.
+_LIBRARY_TEXT = re.compile(
+    r"SOA RR|should never happen|All nameservers failed|resolution lifetime|"
+    r"Traceback|\bdns\.[a-z]+|\b(?:NXDOMAIN|NoRootSOA|NoNameservers|NoAnswer|"
+    r"LifetimeTimeout|NoResolverConfiguration|[A-Z][A-Za-z]*(?:Error|Exception))\b"
+)
+
+
+def library_text(text: str) -> list[str]:
+    """The fragments of ``text`` that are a library's words rather than ours."""
+    return _LIBRARY_TEXT.findall(text)
 
 
 def missing_reason() -> str | None:

@@ -181,11 +181,17 @@ def _dns_human(data: dict[str, Any]) -> str:
     lines = [f"{data['domain']}: {data['status']}"]
     if "domain_status" in data:
         lines[0] += f" (domain is {data['domain_status']})"
+    if data.get("message"):
+        # Why the domain as a whole could not be checked: said once, before the records.
+        lines.append(data["message"])
     for record in data["records"]:
-        mark = "ok  " if record["ok"] else "FAIL"
+        unchecked = record["problem"] == "lookup_failed" and bool(data.get("message"))
+        mark = "ok  " if record["ok"] else "----" if unchecked else "FAIL"
         found = ", ".join(record["found"]) or "nothing"
         lines.append(f"{mark} {record['type']:<5} {record['host']}")
-        if not record["ok"]:
+        if unchecked:
+            lines.append(f"       {record['detail']}")  # nothing was found or not found
+        elif not record["ok"]:
             lines.append(f"       expected {record['expected']}, found {found}")
             lines.append(f"       {record['problem']}: {record['detail']}")
     for warning in data["warnings"]:
@@ -252,11 +258,12 @@ def domains_verify(
     )
     rows = [r.as_dict() for r in reports]
     passed = sum(1 for r in reports if r.status == "ok")
-    emit(
-        state,
-        rows,
-        lambda _rows: f"{passed} of {len(reports)} domain(s) passed.",
-    )
+
+    def summary(_rows: list[dict[str, Any]]) -> str:
+        why = [f"{r.domain}: {r.error}" for r in reports if r.error]
+        return "\n".join([*why, f"{passed} of {len(reports)} domain(s) passed."])
+
+    emit(state, rows, summary)
     sys.exit(0 if passed == len(reports) else 1)
 
 

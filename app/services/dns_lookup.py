@@ -18,15 +18,20 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
+import os
 from dataclasses import dataclass
 
 import dns.asyncresolver
 import dns.exception
+import dns.message
 import dns.nameserver
 import dns.rcode
 import dns.resolver
 
 from app.services import validation
+from app.services.dns_verdicts import Verdict, explain
 from app.services.dns_wire import (
     MAX_CNAME_HOPS,
     Answer,
@@ -45,6 +50,8 @@ from app.services.errors import ValidationError
 
 __all__ = ["Discovery", "DnsLookup", "find_authoritative_servers"]
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Discovery:
@@ -60,8 +67,41 @@ class Discovery:
 
 
 def _describe(exc: BaseException) -> str:
+    """For the log only: a library's exception text is never shown to the user."""
     text = str(exc).strip().rstrip(".")
     return text or type(exc).__name__
+
+
+def _resolver_verdict(exc: dns.exception.DNSException) -> Verdict:
+    """What a failed question to the resolver means for the domain being checked."""
+    if isinstance(exc, (dns.resolver.NoRootSOA, dns.resolver.NXDOMAIN)):
+        # NXDOMAIN at every level up to the root, or a resolver that hides the SOA.
+        return "not_in_dns"
+    if isinstance(exc, dns.resolver.NoAnswer):
+        return "servers_silent"  # a zone without NS records: its servers can't be found
+    if isinstance(exc, dns.resolver.NoNameservers):
+        errors = exc.kwargs.get("errors") or []
+        # A recursive resolver's SERVFAIL: it was reached, the domain's servers were not.
+        if any(
+            isinstance(error[-1], dns.message.Message) and error[-1].rcode() == dns.rcode.SERVFAIL
+            for error in errors
+        ):
+            return "servers_silent"
+    # Timeouts, refusals, no network, no resolver configured: nobody could be asked.
+    return "unreachable"
+
+
+def _problem(server: Server, exc: BaseException) -> str:
+    """One server's failure to answer, in our words."""
+    where = f"{server[0]} port {server[1]}"
+    if isinstance(exc, TimeoutError):
+        return str(exc)  # the transport's own sentence: "no answer from ... in N s"
+    if isinstance(exc, OSError):
+        reason = os.strerror(exc.errno) if exc.errno else "network error"
+        if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            reason = "no route to it from this workstation"
+        return f"{where} could not be reached ({reason.lower()})"
+    return f"{where} sent an answer that could not be read"
 
 
 class DnsLookup:
@@ -84,6 +124,7 @@ class DnsLookup:
         self._answers: dict[tuple[str, str, tuple[Server, ...]], asyncio.Future[Answer]] = {}
         self._zones: dict[str, asyncio.Task[tuple[str, tuple[Server, ...]]]] = {}
         self._zone_servers: dict[str, asyncio.Task[tuple[Server, ...]]] = {}
+        self._replied: set[Server] = set()
 
     async def __aenter__(self) -> DnsLookup:
         return self
@@ -93,6 +134,15 @@ class DnsLookup:
             task.cancel()
         self._transport.close()
 
+    @property
+    def override(self) -> Server | None:
+        """The one server every question goes to, when the user gave one."""
+        return self._override
+
+    def has_replied(self, server: Server) -> bool:
+        """Did ``server`` send any answer at all (even a refusal) during this run?"""
+        return (server[0], int(server[1])) in self._replied
+
     # -- where to ask
 
     def _stub_resolver(self) -> dns.asyncresolver.Resolver:
@@ -101,7 +151,8 @@ class DnsLookup:
             try:
                 resolver = dns.asyncresolver.Resolver(configure=given is None)
             except dns.exception.DNSException as exc:
-                raise LookupFailed(f"no DNS resolver is configured ({_describe(exc)})") from None
+                logger.info("no DNS resolver is configured: %s", _describe(exc))
+                raise LookupFailed("no DNS resolver is configured", "unreachable") from None
             if given is not None:
                 resolver.nameservers = [given[0]]
                 resolver.port = int(given[1])
@@ -122,7 +173,9 @@ class DnsLookup:
             elif isinstance(nameserver, dns.nameserver.Do53Nameserver):
                 servers.append((nameserver.address, nameserver.port))
         if not servers:
-            raise LookupFailed("the system resolver has no plain DNS name server to ask")
+            raise LookupFailed(
+                "the system resolver has no plain DNS name server to ask", "unreachable"
+            )
         return tuple(servers)
 
     async def zone_of(self, name: str) -> tuple[str, tuple[Server, ...]]:
@@ -141,8 +194,13 @@ class DnsLookup:
                 name, resolver=resolver, lifetime=self._timeout
             )
         except dns.exception.DNSException as exc:
-            raise LookupFailed(f"could not find the DNS zone of {name}: {_describe(exc)}") from None
+            verdict = _resolver_verdict(exc)
+            logger.info("DNS zone of %s not found (%s): %s", name, verdict, _describe(exc))
+            raise LookupFailed(f"could not find the DNS zone of {name}", verdict) from None
         zone = norm(zone_name)
+        if not zone:
+            # Only the root zone claims it: its top-level domain does not exist.
+            raise LookupFailed(f"only the root zone knows {name}", "not_in_dns")
         task = self._zone_servers.get(zone)
         if task is None:
             task = self._zone_servers[zone] = asyncio.ensure_future(self._zone_ns(zone))
@@ -153,9 +211,11 @@ class DnsLookup:
         try:
             ns_answer = await resolver.resolve(zone + ".", "NS", lifetime=self._timeout)
         except dns.exception.DNSException as exc:
-            raise LookupFailed(
-                f"could not read the NS records of {zone}: {_describe(exc)}"
-            ) from None
+            verdict = _resolver_verdict(exc)
+            if verdict == "not_in_dns":
+                verdict = "servers_silent"  # the zone exists (it has an SOA); its NS don't
+            logger.info("NS records of %s not read (%s): %s", zone, verdict, _describe(exc))
+            raise LookupFailed(f"could not read the NS records of {zone}", verdict) from None
         hosts = sorted({norm(rdata.target) for rdata in ns_answer})
 
         async def addresses(host: str, rdtype: str) -> list[str]:
@@ -178,7 +238,9 @@ class DnsLookup:
         if not servers:
             raise LookupFailed(
                 f"none of the name servers of {zone} ({', '.join(hosts) or 'none listed'}) "
-                "has an address"
+                "has an address",
+                "servers_silent",
+                tuple(hosts),
             )
         return servers
 
@@ -205,7 +267,8 @@ class DnsLookup:
         try:
             question = Question.make(name, rdtype)
         except dns.exception.DNSException as exc:
-            return Answer(name, dns.rcode.FORMERR, error=f"{name} is not a valid name ({exc})")
+            logger.debug("%s is not a valid name: %s", name, _describe(exc))
+            return Answer(name, dns.rcode.FORMERR, error=f"{name} is not a valid DNS name")
         tried = servers[:3]
         budget = self._timeout / len(tried)
         problems: list[str] = []
@@ -216,8 +279,10 @@ class DnsLookup:
                     # A server from before EDNS (RFC 6891 7): ask again without it.
                     response = await self._transport.exchange(question, server, budget, edns=False)
             except (OSError, dns.exception.DNSException, WireError) as exc:
-                problems.append(f"{server[0]} port {server[1]}: {_describe(exc)}")
+                logger.debug("%s %s at %s: %s", name, rdtype, server, _describe(exc))
+                problems.append(_problem(server, exc))
                 continue
+            self._replied.add(server)
             answer = parse(response, question)
             if answer.error is None:
                 return answer
@@ -270,6 +335,6 @@ async def find_authoritative_servers(
             zone, servers = await lookup.zone_of(name)
         except LookupFailed as exc:
             raise ValidationError(
-                "Sender domain", f"{exc}; check the domain's delegation."
+                "Sender domain", explain(exc.verdict, name, servers=exc.servers)
             ) from None
     return zone, list(servers)

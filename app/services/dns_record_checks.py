@@ -36,6 +36,7 @@ from app.services.dns_templates import (
     random_label,
     render_records,
 )
+from app.services.dns_verdicts import NOT_CHECKED, Verdict, explain
 from app.services.dns_wire import LookupFailed, Server, is_under, norm
 from app.services.errors import NotFoundError
 from app.services.sender_domains import get_sender_domain
@@ -228,22 +229,52 @@ async def check_domain(
 ) -> DomainReport:
     """Check ``records`` of the validated ``domain`` with the questions of ``lookup``."""
     try:
-        _zone, servers = await lookup.zone_of(domain)
+        zone, servers = await lookup.zone_of(domain)
     except LookupFailed as exc:
-        reason = f"{exc}; check that the domain is registered and delegated, then verify again"
-        detail = reason[0].upper() + reason[1:] + "."
-        return DomainReport(
-            domain=domain,
-            records=[_RecordCheck.of(r).verdict([], "lookup_failed", detail) for r in records],
-            error=str(exc),
-        )
+        return _not_checked(domain, records, exc.verdict, servers=exc.servers)
     reports = list(await asyncio.gather(*(_check_record(lookup, domain, r) for r in records)))
-    unanswered = bool(reports) and all(r.problem == "lookup_failed" for r in reports)
-    # Servers that answered nothing would not answer the SPF/DKIM/DMARC questions either:
-    # asking would only make the user wait for more timeouts.
-    warnings = [] if unanswered else await auth_warnings(lookup, domain, records, reports, settings)
-    return DomainReport(
+    if reports and all(r.problem == "lookup_failed" for r in reports):
+        # Servers that answered nothing would not answer the SPF/DKIM/DMARC questions
+        # either: asking would only make the user wait for more timeouts. Why nothing was
+        # answered is said once, for the domain.
+        override = lookup.override
+        if override is None:
+            verdict: Verdict = "servers_silent"
+            shown = tuple(a if p == 53 else f"{a} port {p}" for a, p in servers)
+        else:
+            replied = lookup.has_replied(override)
+            verdict = "override_refused" if replied else "override_silent"
+            shown = ()
+        report = _not_checked(domain, records, verdict, servers=shown, override=override)
+        report.nameservers = list(servers)
+        return report
+    warnings = await auth_warnings(lookup, domain, records, reports, settings)
+    report = DomainReport(
         domain=domain, records=reports, warnings=warnings, nameservers=list(servers)
+    )
+    if zone and zone != domain and all(r.problem == "missing" for r in reports):
+        # Nothing at all is published: is it because the domain itself does not exist?
+        answer = await lookup.ask(domain, "SOA", servers)
+        if answer.error is None and answer.nxdomain:
+            report.verdict = "not_in_dns"
+            report.error = explain("not_in_dns", domain)
+    return report
+
+
+def _not_checked(
+    domain: str,
+    records: Sequence[RecordLike],
+    verdict: Verdict,
+    *,
+    servers: Sequence[str] = (),
+    override: Server | None = None,
+) -> DomainReport:
+    """A domain none of whose records could be asked about: the why once, at the top."""
+    return DomainReport(
+        domain=domain,
+        records=[_RecordCheck.of(r).verdict([], "lookup_failed", NOT_CHECKED) for r in records],
+        error=explain(verdict, domain, servers=servers, override=override),
+        verdict=verdict,
     )
 
 

@@ -131,8 +131,11 @@ class DomainReport:
     domain: str
     records: list[RecordReport] = field(default_factory=list)
     warnings: list[CheckWarning] = field(default_factory=list)
-    # Set when the domain as a whole could not be checked (unknown domain, no name servers).
+    # Set when the domain as a whole could not be checked (unknown domain, no name servers):
+    # the one sentence shown above the records, which then only say "see above".
     error: str | None = None
+    # Why, as a code (app.services.dns_verdicts.Verdict), for scripts and tests.
+    verdict: str | None = None
     # An enabled domain whose records no longer pass: it stays enabled, but is flagged.
     broken: bool = False
     kind: str | None = None
@@ -151,6 +154,8 @@ class DomainReport:
         return {
             "domain": self.domain,
             "status": self.status,
+            "verdict": self.verdict,
+            "message": self.error,
             "records": [r.as_dict() for r in self.records],
             "warnings": [w.as_dict() for w in self.warnings],
         }

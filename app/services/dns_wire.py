@@ -38,6 +38,8 @@ import dns.message
 import dns.name
 import dns.rcode
 
+from app.services.dns_verdicts import Verdict
+
 __all__ = [
     "MAX_CNAME_HOPS",
     "Answer",
@@ -290,7 +292,15 @@ def read_response(data: bytes) -> _Response:
 
 
 class LookupFailed(Exception):
-    """No server could be found or reached; the message says which and why."""
+    """No server could be found or reached: ``verdict`` says which way, in the report's
+    words (app.services.dns_verdicts); the message is for the log, never the user."""
+
+    def __init__(
+        self, message: str, verdict: Verdict = "unreachable", servers: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(message)
+        self.verdict: Verdict = verdict
+        self.servers = servers  # the name server host names, when they were found
 
 
 _Pending = tuple[Question, "asyncio.Future[_Response]"]

@@ -88,7 +88,9 @@ class RecordRows:
         else:
             self._result("failed", "Not found as expected")
 
-    def show_report(self, report: dict[str, Any]) -> None:
+    def show_report(self, report: dict[str, Any], *, domain_message: bool = False) -> None:
+        """``domain_message``: the domain as a whole could not be checked, and the dialog
+        says why once at the top; the record then only points there."""
         problem = report.get("problem")
         found = report.get("found") or []
         seen = ", ".join(found) if found else "nothing"
@@ -96,6 +98,11 @@ class RecordRows:
         if report.get("ok"):
             self._result("ok", "Found")
             self.result.setToolTip(expected)
+            self.detail.setVisible(False)
+            return
+        if problem == "lookup_failed" and domain_message:
+            self._result("untested", "Not checked")
+            self.result.setToolTip("See the message about the domain at the top.")
             self.detail.setVisible(False)
             return
         if problem == "lookup_failed":
@@ -207,6 +214,14 @@ class DomainDetailDialog(QDialog):
         header.addWidget(self.badge)
         header.addStretch(1)
 
+        # Why the domain as a whole could not be checked: said once, above the records.
+        self.verdict = QLabel()
+        self.verdict.setObjectName("domainVerdict")
+        self.verdict.setWordWrap(True)
+        self.verdict.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.verdict.setAccessibleName("Why the domain could not be checked")
+        self.verdict.setVisible(False)
+
         self.instructions = QLabel(
             "Add these records at the domain's DNS provider exactly as shown, then click "
             "Verify DNS Records. When every record is found, the domain becomes Enabled."
@@ -276,6 +291,7 @@ class DomainDetailDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addLayout(header)
         layout.addWidget(self.facts)
+        layout.addWidget(self.verdict)
         layout.addWidget(self.instructions)
         layout.addWidget(self.records_box, 1)
         layout.addWidget(self.warnings_box)
@@ -380,8 +396,14 @@ class DomainDetailDialog(QDialog):
     ) -> None:
         self.report = report
         records = report.get("records") or []
+        message = str(report.get("message") or "")
+        self.verdict.setText(message)
+        self.verdict.setStyleSheet(
+            f"QLabel#domainVerdict {{ {theme.banner_style('warning', self.palette())} }}"
+        )
+        self.verdict.setVisible(bool(message))
         for row, result in zip(self.rows, records, strict=False):
-            row.show_report(result)
+            row.show_report(result, domain_message=bool(message))
         warnings = report.get("warnings") or []
         self.warnings_box.setVisible(bool(warnings))
         self.warnings.setText(
@@ -403,6 +425,14 @@ class DomainDetailDialog(QDialog):
         unanswered = [r for r in records if r.get("problem") == "lookup_failed"]
         when = "Last check" if stored else "Checked just now"
         status = report.get("status")
+        if report.get("message"):
+            # The why is in the message at the top; saying it again here would repeat it.
+            return (
+                f"{when}: {len(failing)} of {len(records)} records need attention; see the "
+                "message at the top."
+                if status == "failed"
+                else f"{when}: the records could not be checked; see the message at the top."
+            )
         if status == "ok":
             text = f"{when}: all {len(records)} records found."
             if newly_enabled:

@@ -13,8 +13,17 @@ import pytest
 
 from app.models.database import Database
 from app.services import groups, sender_domains, users
+from app.services.dns_verdicts import NOT_CHECKED
 from tests.conftest import peer_missing
-from tests.dns_peer import DnsPeer, missing_reason, record_line, start_server, zone_text
+from tests.dns_peer import (
+    DnsPeer,
+    free_port,
+    library_text,
+    missing_reason,
+    record_line,
+    start_server,
+    zone_text,
+)
 
 ZONE = "clicheck.test"
 DOMAIN = f"news.{ZONE}"
@@ -118,3 +127,82 @@ def test_bad_nameserver_option_is_one_line(sqlite_url: str) -> None:
     assert proc.returncode == 1
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "--nameserver" in proc.stderr
+
+
+# ---------------------------------------------------------------- a domain that can't be checked
+
+
+def _said_once(output: str, sentence: str) -> None:
+    assert output.count(sentence) == 1, output
+    assert "Advanced › Name server" in output
+    assert library_text(output) == [], output
+
+
+def test_silent_name_server_is_said_once(
+    published: tuple[str, DnsPeer, list[dict[str, str]]],
+) -> None:
+    url, _peer, records = published
+    closed = free_port()
+    proc = postroom(
+        "--database", url, "domains", "verify", DOMAIN, "--nameserver", f"127.0.0.1:{closed}"
+    )
+    assert proc.returncode == 1
+    output = proc.stdout + proc.stderr
+    _said_once(output, f"The name server 127.0.0.1 port {closed} did not answer")
+    lines = output.splitlines()
+    assert lines[0] == f"{DOMAIN}: error (domain is approval_pending)"
+    assert lines[1].startswith("The name server 127.0.0.1")  # at the top, before the records
+    assert output.count(NOT_CHECKED) == len(records)
+
+    as_json = postroom(
+        "--database",
+        url,
+        "domains",
+        "verify",
+        DOMAIN,
+        "--nameserver",
+        f"127.0.0.1:{closed}",
+        "--json",
+    )
+    data = json.loads(as_json.stdout)
+    assert data["verdict"] == "override_silent"
+    assert data["message"].startswith(f"The name server 127.0.0.1 port {closed} did not answer")
+    assert library_text(as_json.stdout + as_json.stderr) == []
+
+    everything = postroom(
+        "--database", url, "domains", "verify", "--all", "--nameserver", f"127.0.0.1:{closed}"
+    )
+    assert everything.returncode == 1
+    _said_once(everything.stdout, f"The name server 127.0.0.1 port {closed} did not answer")
+    assert library_text(everything.stderr) == []
+
+
+def test_name_server_that_does_not_serve_the_domain(
+    published: tuple[str, DnsPeer, list[dict[str, str]]],
+) -> None:
+    url, peer, _ = published
+    proc = postroom(
+        "--database",
+        url,
+        "dns-check",
+        "acme.example",
+        "--template",
+        "Default",
+        "--nameserver",
+        f"127.0.0.1:{peer.port}",
+    )
+    assert proc.returncode == 1
+    _said_once(
+        proc.stdout + proc.stderr, f"The name server 127.0.0.1 port {peer.port} answered, but not"
+    )
+
+
+def test_domain_not_in_public_dns(sqlite_url: str) -> None:
+    """Through the system resolver (resolv.conf): the one peer here that is not local, as
+    the real answer for a name under the reserved .invalid comes from it (RFC 6761)."""
+    domain = "mail.acme.invalid"
+    proc = postroom("--database", sqlite_url, "dns-check", domain, "--template", "Default")
+    if "No name server could be reached" in proc.stdout:
+        pytest.skip("the system DNS resolver does not answer (it is not one of the test peers)")
+    assert proc.returncode == 1
+    _said_once(proc.stdout + proc.stderr, f"{domain} does not exist in public DNS")

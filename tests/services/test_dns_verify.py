@@ -58,6 +58,7 @@ from app.services.dns_record_checks import (
 from app.services.dns_records import DomainReport, ExpectedRecord
 from app.services.dns_settings import EffectiveDnsSettings, update_settings
 from app.services.dns_templates import RenderedRecord, render_records
+from app.services.dns_verdicts import NOT_CHECKED
 from app.services.dns_verify import (
     recheck_enabled,
     recheck_enabled_once,
@@ -70,6 +71,7 @@ from tests.conftest import peer_missing
 from tests.dns_peer import (
     DnsPeer,
     free_port,
+    library_text,
     missing_reason,
     quote_txt,
     record_line,
@@ -222,6 +224,12 @@ def _verify_zone() -> str:
     return zone_text(ZONE, body)
 
 
+def _silent_zone() -> str:
+    # The only name server points at an address nothing listens on.
+    servers = {"ns1.silent.test": "127.0.0.2"}
+    return zone_text("silent.test", lines(expected("good.silent.test")), servers)
+
+
 def _failover_zone() -> str:
     # ns1 sorts first and points at an address nothing listens on.
     servers = {"ns1.failover.test": "127.0.0.2", "ns2.failover.test": "127.0.0.1"}
@@ -234,7 +242,14 @@ def dns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsPeer]:
     if reason:
         peer_missing(reason)
     zone_dir: Path = tmp_path_factory.mktemp("zones")
-    peer = start_server(zone_dir, {ZONE: _verify_zone(), "failover.test": _failover_zone()})
+    peer = start_server(
+        zone_dir,
+        {
+            ZONE: _verify_zone(),
+            "failover.test": _failover_zone(),
+            "silent.test": _silent_zone(),
+        },
+    )
     yield peer
     peer.stop()
 
@@ -275,7 +290,8 @@ async def test_all_records_good(ns: tuple[str, int]) -> None:
 
 async def test_report_dict_shape(ns: tuple[str, int]) -> None:
     data = (await check(ns, "missing")).as_dict()
-    assert list(data) == ["domain", "status", "records", "warnings"]
+    assert list(data) == ["domain", "status", "verdict", "message", "records", "warnings"]
+    assert data["verdict"] is None and data["message"] is None
     assert data["domain"] == d("missing") and data["status"] == "failed"
     assert list(data["records"][0]) == [
         "host",
@@ -463,12 +479,82 @@ def test_dkim_key_forms() -> None:
 # ---------------------------------------------------------------- lookups
 
 
+def assert_said_once(report: DomainReport, sentence: str) -> None:
+    """The domain's verdict is at the top; the records only point to it; no library text."""
+    assert report.error is not None and sentence in report.error, report.error
+    assert "Advanced › Name server" in report.error
+    assert all(r.detail == NOT_CHECKED for r in report.records)
+    shown = json.dumps(report.as_dict())
+    assert library_text(shown) == [], shown
+    assert shown.count(sentence) == 1
+
+
 async def test_unanswered_questions_are_errors_not_failures() -> None:
     silent = ("127.0.0.1", free_port())
     report = await verify_records(d("good"), expected(d("good")), nameserver=silent, timeout=0.5)
     assert report.status == "error"
     assert problems(report) == ["lookup_failed"] * 5
-    assert "no answer from 127.0.0.1" in report.records[0].detail
+    assert report.verdict == "override_silent"
+    assert_said_once(report, f"The name server 127.0.0.1 port {silent[1]} did not answer")
+
+
+async def test_unreachable_resolver_is_said_once() -> None:
+    """Discovery through a resolver address nothing answers on (a closed loopback port)."""
+    closed = ("127.0.0.1", free_port())
+    discovery = Discovery(resolver=closed, port=closed[1])
+    report = await verify_records(d("good"), expected(d("good")), discovery=discovery, timeout=0.5)
+    assert report.status == "error" and report.verdict == "unreachable"
+    assert_said_once(report, "No name server could be reached from this workstation")
+    with pytest.raises(ValidationError) as refused:
+        await find_authoritative_servers(d("good"), discovery=discovery, timeout=0.5)
+    assert "No name server could be reached" in str(refused.value)
+    assert library_text(str(refused.value)) == []
+
+
+async def test_silent_authoritative_servers_are_said_once(ns: tuple[str, int]) -> None:
+    """The zone is found, but its only name server (127.0.0.2) does not answer."""
+    discovery = Discovery(resolver=ns, port=ns[1])
+    domain = "good.silent.test"
+    report = await verify_records(domain, expected(domain), discovery=discovery, timeout=0.5)
+    assert report.status == "error" and report.verdict == "servers_silent"
+    assert report.nameservers == [("127.0.0.2", ns[1])]
+    assert_said_once(report, f"The name servers of {domain} (127.0.0.2 port {ns[1]}) did not")
+
+
+async def test_name_server_that_does_not_serve_the_domain(ns: tuple[str, int]) -> None:
+    """NSD refuses questions about zones it does not hold."""
+    report = await verify_records("example.org", expected("example.org"), nameserver=ns)
+    assert report.status == "error" and report.verdict == "override_refused"
+    assert_said_once(report, f"The name server 127.0.0.1 port {ns[1]} answered, but not for")
+
+
+async def test_domain_that_does_not_exist_under_its_zone(ns: tuple[str, int]) -> None:
+    """The zone's server says NXDOMAIN for the domain itself: nothing can be published."""
+    discovery = Discovery(resolver=ns, port=ns[1])
+    domain = d("nowhere")
+    report = await verify_records(domain, expected(domain), discovery=discovery, timeout=1.0)
+    assert report.status == "failed" and report.verdict == "not_in_dns"
+    assert problems(report) == ["missing"] * 5
+    assert report.error is not None
+    assert report.error.startswith(f"{domain} does not exist in public DNS")
+    assert "Advanced › Name server" in report.error
+    assert library_text(json.dumps(report.as_dict())) == []
+
+
+async def test_name_unknown_up_to_the_root_does_not_exist() -> None:
+    """The system resolver (resolv.conf) asked about a name under the reserved .invalid.
+
+    RFC 6761 has resolvers answer NXDOMAIN for it: dnspython's SOA walk then ends at the
+    root ("no SOA RR at the DNS root name"), or at the root zone's own SOA on the internet.
+    Both mean the name is not in public DNS. It needs a working resolver, the one peer
+    here that is not local; NSD can't stand in for it (it would have to serve the root).
+    """
+    domain = "mail.acme.invalid"
+    report = await verify_records(domain, expected(domain), timeout=3.0)
+    if report.verdict == "unreachable":
+        pytest.skip("the system DNS resolver does not answer (it is not one of the test peers)")
+    assert report.status == "error" and report.verdict == "not_in_dns"
+    assert_said_once(report, f"{domain} does not exist in public DNS")
 
 
 async def test_authoritative_servers_are_discovered(ns: tuple[str, int]) -> None:
@@ -498,9 +584,10 @@ async def test_domain_outside_any_served_zone(ns: tuple[str, int]) -> None:
         "example.org", expected("example.org"), discovery=discovery, timeout=1.0
     )
     assert report.status == "error"
-    assert report.error is not None and "could not find the DNS zone of example.org" in report.error
-    assert "registered and delegated" in report.records[0].detail
-    with pytest.raises(ValidationError, match="delegation"):
+    # NSD, asked as the resolver, refuses a name outside its zones: nobody to ask.
+    assert report.verdict == "unreachable"
+    assert_said_once(report, "No name server could be reached from this workstation")
+    with pytest.raises(ValidationError, match="No name server could be reached"):
         await find_authoritative_servers("example.org", discovery=discovery, timeout=1.0)
 
 
