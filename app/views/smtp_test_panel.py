@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from functools import cache
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QKeyEvent, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -138,6 +138,7 @@ class SmtpTestPanel(QWidget):
         self.recipient.setPlaceholderText("optional: name@example.com")
         self.recipient.setAccessibleName("Send test message to")
         self.recipient.setClearButtonEnabled(True)
+        self.recipient.installEventFilter(self)
         self.recipient.textEdited.connect(lambda _text: self._check_recipient())
         recipient_label = QLabel("Send test mess&age to:")
         recipient_label.setBuddy(self.recipient)
@@ -254,14 +255,19 @@ class SmtpTestPanel(QWidget):
         layout.addWidget(self.details)
         self._show_state("untested", "Not run yet.")
 
-    def keyPressEvent(self, event: QKeyEvent) -> None:
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         # Return in the address field runs the test; left to propagate, it would reach the
-        # dialog and press its default button, Save.
-        if self.recipient.hasFocus() and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
-            event.accept()
+        # dialog and press its default button, Save. Filtered on the field itself rather than
+        # by asking who has focus, which depends on the window being active.
+        if (
+            watched is self.recipient
+            and event.type() == QEvent.Type.KeyPress
+            and isinstance(event, QKeyEvent)
+            and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+        ):
             self.start()
-            return
-        super().keyPressEvent(event)
+            return True
+        return super().eventFilter(watched, event)
 
     # ------------------------------------------------------------------ state
 
