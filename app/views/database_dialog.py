@@ -365,8 +365,8 @@ class DatabaseDialog(QDialog):
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
         if not event.spontaneous():
-            apply_reading_order(self)
             mark_focus_in(self)
+            apply_reading_order(self)
             # The connection's first field: the file, or the first empty server field
             # (often the password, which is never filled in for you).
             focus_first_field(self.pages.currentWidget())

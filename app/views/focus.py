@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QBoxLayout,
     QComboBox,
+    QDialogButtonBox,
     QFormLayout,
     QGridLayout,
     QLayout,
@@ -134,6 +135,18 @@ def apply_reading_order(root: QWidget) -> list[QWidget]:
     for area in root.findChildren(QScrollArea):
         if _wraps_a_page(area):
             area.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # a stop that types nowhere
+    for box in root.findChildren(QDialogButtonBox):
+        # A button box makes its first button its focus proxy, and Qt then treats the
+        # box's own (creation-order) place in the chain as a way into that button: Tab
+        # from the last button would jump back to the first. Its buttons are threaded
+        # one by one below instead.
+        box.setFocusProxy(None)
+    for tabs in root.findChildren(QTabWidget):
+        if tabs.tabBar().isHidden():
+            # Tabs used as a plain page: the hidden bar can't take the focus, so Tab
+            # reaching the tab widget (its proxy) would stay where it was.
+            tabs.setFocusProxy(None)
+            tabs.setFocusPolicy(Qt.FocusPolicy.NoFocus)
     # A widget with a focus proxy (a tab widget's tab bar) is reached through the proxy.
     chain = [w for w in reading_order(root) if takes_tab(w) and w.focusProxy() is None]
     for before, after in pairwise(chain):
@@ -185,8 +198,8 @@ class FocusMarker(QWidget):
     """A frame in the highlight colour drawn over an item view while it has the focus.
 
     The view keeps its own look; the marker is a mouse-transparent child on top of it.
-    Reaching the view by keyboard also makes its first row current (not selected), so
-    the arrow keys start from the top and the cell's focus rectangle shows where.
+    Reaching the view also makes its first row current (not selected), so the arrow keys
+    start from the top and the cell's focus rectangle shows where.
     """
 
     WIDTH = 2
@@ -198,6 +211,9 @@ class FocusMarker(QWidget):
         self.setAttribute(Qt.WidgetAttribute.WA_NoSystemBackground)
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.view = view
+        # Tab leaves the view for the next control; the arrow keys move inside it. (A
+        # table's default walks every cell first, so Tab would seem stuck in a long list.)
+        view.setTabKeyNavigation(False)
         view.installEventFilter(self)
         self.setGeometry(view.rect())
         self.setVisible(view.hasFocus())

@@ -275,6 +275,7 @@ class EditorDialog(QDialog):
         layout.addWidget(self.buttons)
         self._saving = False
         self._focus_placed = False
+        self._focus_field: QWidget | None = None  # where place_focus put the cursor
         # The saved name of the row being edited; None while creating (subclasses set it).
         self.original_name: str | None = None
         # Tests (and scripted use) answer the discard question without a modal loop.
@@ -305,9 +306,16 @@ class EditorDialog(QDialog):
         Creating: the first empty field. Editing: the first field (its text selected),
         since a filled-in editor is opened to change what is there.
         """
+        mark_focus_in(self)  # first: a widget made after the Tab order would join its end
         self.refresh_tab_order()
-        mark_focus_in(self)
-        return focus_first_field(self, prefer_empty=self.original_name is None)
+        self._focus_field = focus_first_field(self, prefer_empty=self.original_name is None)
+        return self._focus_field
+
+    def place_focus_after_load(self) -> None:
+        """For editors that fill in after opening: place the cursor again, unless the
+        user has already moved it (their Tab or click wins over the loaded values)."""
+        if self.focusWidget() in (None, self._focus_field):
+            self.place_focus()
 
     def refresh_tab_order(self) -> None:
         """Re-thread Tab after widgets were added (Qt appends them to the chain's end)."""

@@ -510,8 +510,7 @@ class TemplateDialog(EditorDialog):
         if self.original_name is not None:
             data = await self.context.read(template_detail, self.original_kind, self.original_name)
             self.show_template(data)
-        else:
-            self.name_edit.setFocus()
+        self.place_focus_after_load()
         self.check()
 
     def show_template(self, data: dict[str, Any]) -> None:
