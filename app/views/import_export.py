@@ -352,6 +352,8 @@ class ConfigTransfer(QObject):
         box.setText(f"The configuration was exported to:\n{path}")
         box.setInformativeText("The file holds no passwords or keys.")
         box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # Wide enough that a usual path reads on one line instead of breaking at slashes.
+        box.setStyleSheet("QLabel#qt_msgbox_label { min-width: 460px; }")
         box.setWindowModality(Qt.WindowModality.NonModal)  # nothing waits on it
         open_button = box.addButton("&Open Folder", QMessageBox.ButtonRole.ActionRole)
         open_button.setObjectName("openFolderButton")
