@@ -369,7 +369,9 @@ class DatabaseDialog(QDialog):
             apply_reading_order(self)
             # The connection's first field: the file, or the first empty server field
             # (often the password, which is never filled in for you).
-            focus_first_field(self.pages.currentWidget())
+            page = self.pages.currentWidget()
+            if page is not None:
+                focus_first_field(page)
 
     # ------------------------------------------------------------------ state
 

@@ -11,6 +11,7 @@ view while it has the focus, which Fusion leaves almost invisible.
 from __future__ import annotations
 
 from itertools import pairwise
+from typing import cast
 
 from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QPainter, QPaintEvent, QPalette, QPen
@@ -71,8 +72,8 @@ def reading_order(root: QWidget) -> list[QWidget]:
     found: list[QWidget] = []
     seen: set[QWidget] = set()
 
-    def visit(widget: QWidget) -> None:
-        if widget in seen or (widget is not root and widget.isWindow()):
+    def visit(widget: QWidget | None) -> None:
+        if widget is None or widget in seen or (widget is not root and widget.isWindow()):
             return
         seen.add(widget)
         if not _wraps_a_page(widget):
@@ -86,7 +87,8 @@ def reading_order(root: QWidget) -> list[QWidget]:
             for index in range(widget.count()):
                 visit(widget.widget(index))
             return
-        if isinstance(widget, QScrollArea) and widget.widget() is not None:
+        if _wraps_a_page(widget):
+            assert isinstance(widget, QScrollArea)
             visit(widget.widget())
             return
         if isinstance(widget, _LEAVES):
@@ -121,10 +123,16 @@ def _items_in_reading_order(layout: QLayout) -> list[QLayoutItem]:
                 if item is not None:
                     items.append(item)
         return items
-    items = [layout.itemAt(index) for index in range(layout.count())]
+    count = layout.count()
+    indexed = [(index, layout.itemAt(index)) for index in range(count)]
+    items = [item for _, item in indexed if item is not None]
     if isinstance(layout, QGridLayout):
-        places = [layout.getItemPosition(index)[:2] for index in range(layout.count())]
-        return [item for _, item in sorted(zip(places, items, strict=True), key=lambda p: p[0])]
+
+        def place(entry: tuple[int, QLayoutItem | None]) -> tuple[int, int]:
+            row, column, *_spans = cast(tuple[int, ...], layout.getItemPosition(entry[0]))
+            return row, column
+
+        return [item for _, item in sorted(indexed, key=place) if item is not None]
     if isinstance(layout, QBoxLayout) and layout.direction() in _BACKWARDS:
         items.reverse()
     return items
@@ -140,12 +148,12 @@ def apply_reading_order(root: QWidget) -> list[QWidget]:
         # box's own (creation-order) place in the chain as a way into that button: Tab
         # from the last button would jump back to the first. Its buttons are threaded
         # one by one below instead.
-        box.setFocusProxy(None)
+        box.setFocusProxy(None)  # type: ignore[arg-type]  # None clears it
     for tabs in root.findChildren(QTabWidget):
         if tabs.tabBar().isHidden():
             # Tabs used as a plain page: the hidden bar can't take the focus, so Tab
             # reaching the tab widget (its proxy) would stay where it was.
-            tabs.setFocusProxy(None)
+            tabs.setFocusProxy(None)  # type: ignore[arg-type]  # None clears it
             tabs.setFocusPolicy(Qt.FocusPolicy.NoFocus)
     # A widget with a focus proxy (a tab widget's tab bar) is reached through the proxy.
     chain = [w for w in reading_order(root) if takes_tab(w) and w.focusProxy() is None]

@@ -73,6 +73,7 @@ def stored_password(session: Session, name: str, cipher: PasswordCipher) -> str 
 
 def create_tested_server(
     session: Session,
+    /,
     values: dict[str, object],
     report: SmtpCheckReport | None,
     **options: Any,
