@@ -12,9 +12,11 @@ executor; the dialog only awaits the results.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QKeySequence, QPalette, QShortcut
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QKeySequence, QPalette, QShortcut, QShowEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -34,7 +36,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.models.database import default_sqlite_path
+from app.models.database import (
+    SCHEMA_HEAD,
+    connection_error_sentence,
+    create_db_engine,
+    default_sqlite_path,
+    schema_revision,
+)
 from app.services import profiles, validation
 from app.services.errors import SecretsUnavailable, ValidationError
 from app.services.keyring_store import KeyringStatus, keyring_status
@@ -54,6 +62,7 @@ from app.services.profiles import (
 )
 from app.views import theme
 from app.views.context import AppContext
+from app.views.focus import apply_reading_order, focus_first_field, mark_focus_in
 from app.views.forms import Form, error_label
 
 KINDS = (
@@ -64,6 +73,59 @@ KINDS = (
 
 # (url, profile name or None) -> None when the database is open, else why not (one sentence).
 Opener = Callable[[str, str | None], Awaitable[str | None]]
+
+NEW_FILE_NOTE = "A new file is created and set up when you connect."
+SQLITE_MAGIC = b"SQLite format 3\x00"
+LOOK_DELAY_MS = 250  # after the last keystroke, before the file is looked at
+
+
+# ---------------------------------------------------------------- the SQLite file
+
+
+def _size(size: int) -> str:
+    if size < 1024:
+        return f"{size} bytes"
+    amount = size / 1024
+    for unit in ("KB", "MB"):
+        if amount < 1024:
+            return f"{amount:.1f} {unit}"
+        amount /= 1024
+    return f"{amount:.1f} GB"
+
+
+def describe_sqlite_file(path_text: str) -> str:
+    """What connecting to this SQLite path would find, in one sentence (blocking)."""
+    path = Path(path_text.strip() or default_sqlite_path())
+    if path.is_dir():
+        return f"{path} is a folder; choose a file name inside it."
+    if not path.exists():
+        return NEW_FILE_NOTE
+    stat = path.stat()
+    facts = f"{_size(stat.st_size)}, changed {datetime.fromtimestamp(stat.st_mtime):%Y-%m-%d %H:%M}"
+    if stat.st_size == 0:
+        return f"This file exists and is empty ({facts}); it is set up when you connect."
+    try:
+        with path.open("rb") as file:
+            header = file.read(len(SQLITE_MAGIC))
+    except OSError as error:
+        return f"This file exists but cannot be read ({error.strerror}); choose another file."
+    if header != SQLITE_MAGIC:
+        return f"This file exists but is not a SQLite database ({facts}); choose another file."
+    try:
+        engine = create_db_engine(sqlite_url(path))
+        try:
+            revision = schema_revision(engine)
+        finally:
+            engine.dispose()
+    except Exception as exc:
+        return f"This file exists but cannot be opened: {connection_error_sentence(exc)}"
+    if revision is None:
+        return (
+            f"This file exists: a SQLite database without Postroom's tables ({facts}); "
+            "they are added when you connect."
+        )
+    then = "opens it" if revision == SCHEMA_HEAD else "opens it and updates its tables"
+    return f"This file exists: a Postroom database (schema {revision}, {facts}); connecting {then}."
 
 
 # ---------------------------------------------------------------- the dialog
@@ -136,6 +198,8 @@ class DatabaseDialog(QDialog):
         layout.addLayout(self._build_buttons())
 
         self._load_url(current_url)
+        self._note_timer.stop()  # the first look at the file need not wait
+        self._look_at_file()
         self.context.spawn(self._load_profiles(), on_error=self.show_error)
         self.context.spawn(self._check_keyring(), on_error=self.show_error)
 
@@ -214,15 +278,32 @@ class DatabaseDialog(QDialog):
         holder = QVBoxLayout()
         holder.setSpacing(2)
         holder.addLayout(row)
-        hint = QLabel("A new file is created and set up when you connect.")
-        hint.setForegroundRole(QPalette.ColorRole.PlaceholderText)
-        holder.addWidget(hint)
+        # Says whether the file exists and what it holds, as the path changes.
+        self.sqlite_note = QLabel(NEW_FILE_NOTE)
+        self.sqlite_note.setObjectName("sqliteFileNote")
+        self.sqlite_note.setWordWrap(True)
+        self.sqlite_note.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        self._note_timer = QTimer(self)
+        self._note_timer.setSingleShot(True)
+        self._note_timer.setInterval(LOOK_DELAY_MS)
+        self._note_timer.timeout.connect(self._look_at_file)
+        holder.addWidget(self.sqlite_note)
         holder.addWidget(self.sqlite_error)
         file_label = QLabel("F&ile:")
         file_label.setBuddy(self.sqlite_path)
         form.addRow(file_label, holder)
         self.sqlite_path.textEdited.connect(lambda _text: self.sqlite_error.setVisible(False))
+        self.sqlite_path.textChanged.connect(lambda _text: self._note_timer.start())
         return page
+
+    def _look_at_file(self) -> None:
+        path = self.sqlite_path.text()
+        self.context.spawn(self._describe_file(path), on_error=self.sqlite_note.setText)
+
+    async def _describe_file(self, path: str) -> None:
+        note = await self.context.in_executor(describe_sqlite_file, path)
+        if self.sqlite_path.text() == path:  # not superseded by further typing
+            self.sqlite_note.setText(note)
 
     def _build_server_page(self) -> QWidget:
         self.server = Form()
@@ -280,6 +361,17 @@ class DatabaseDialog(QDialog):
         row.addStretch(1)
         row.addWidget(self.buttons)
         return row
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if not event.spontaneous():
+            mark_focus_in(self)
+            apply_reading_order(self)
+            # The connection's first field: the file, or the first empty server field
+            # (often the password, which is never filled in for you).
+            page = self.pages.currentWidget()
+            if page is not None:
+                focus_first_field(page)
 
     # ------------------------------------------------------------------ state
 

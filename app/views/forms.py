@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QCloseEvent, QPalette
+from PySide6.QtGui import QCloseEvent, QPalette, QShowEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from app.services.errors import ConcurrentEditError, PostroomError, ValidationError
 from app.views.context import AppContext
+from app.views.focus import apply_reading_order, focus_first_field, mark_focus_in
 
 Parser = Callable[[object, str], object]
 ERROR_COLOUR = "#c62828"
@@ -273,6 +274,10 @@ class EditorDialog(QDialog):
         layout.addWidget(self.error)
         layout.addWidget(self.buttons)
         self._saving = False
+        self._focus_placed = False
+        self._focus_field: QWidget | None = None  # where place_focus put the cursor
+        # The saved name of the row being edited; None while creating (subclasses set it).
+        self.original_name: str | None = None
         # Tests (and scripted use) answer the discard question without a modal loop.
         self.confirm_discard: Callable[[], bool] = self._ask_discard
 
@@ -284,6 +289,37 @@ class EditorDialog(QDialog):
 
     def is_dirty(self) -> bool:
         return any(form.is_dirty() for form in self.forms)
+
+    # ------------------------------------------------------------------ focus
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if not self._focus_placed:
+            # Once, when first shown: every tab is built by now, and QDialog looks for
+            # the focus widget right after this (without one it picks its Save button).
+            self._focus_placed = True
+            self.place_focus()
+
+    def place_focus(self) -> QWidget | None:
+        """Tab in reading order, and the cursor in the field where typing starts.
+
+        Creating: the first empty field. Editing: the first field (its text selected),
+        since a filled-in editor is opened to change what is there.
+        """
+        mark_focus_in(self)  # first: a widget made after the Tab order would join its end
+        self.refresh_tab_order()
+        self._focus_field = focus_first_field(self, prefer_empty=self.original_name is None)
+        return self._focus_field
+
+    def place_focus_after_load(self) -> None:
+        """For editors that fill in after opening: place the cursor again, unless the
+        user has already moved it (their Tab or click wins over the loaded values)."""
+        if self.focusWidget() in (None, self._focus_field):
+            self.place_focus()
+
+    def refresh_tab_order(self) -> None:
+        """Re-thread Tab after widgets were added (Qt appends them to the chain's end)."""
+        apply_reading_order(self)
 
     def collect(self) -> dict[str, object] | None:
         values: dict[str, object] = {}

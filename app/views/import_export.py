@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QFont, QPalette
+from PySide6.QtCore import QObject, Qt, QUrl, Signal
+from PySide6.QtGui import QBrush, QColor, QDesktopServices, QFont, QPalette
 from PySide6.QtWidgets import (
     QApplication,
     QDialog,
@@ -62,6 +62,12 @@ _HIDDEN = "••••••"
 
 # (save?, suggested path) -> the chosen path, or None when the user cancelled.
 PathChooser = Callable[[bool, str], Awaitable[str | None]]
+# How long the status bar keeps a finished transfer's sentence (milliseconds).
+DONE_MESSAGE_MS = 30_000
+
+
+def open_in_file_manager(folder: Path) -> None:
+    QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
 
 
 class TransferFailed(PostroomError):
@@ -296,6 +302,7 @@ class ConfigTransfer(QObject):
     """The File menu's import and export, driven by the main window."""
 
     message = Signal(str)  # one sentence for the status bar
+    done = Signal(str)  # a finished transfer's sentence, to stay in the status bar a while
 
     def __init__(self, context: AppContext, parent: QWidget) -> None:
         super().__init__(parent)
@@ -305,6 +312,9 @@ class ConfigTransfer(QObject):
         self.choose_path: PathChooser = self._ask_path
         self.diff_dialog: ImportDiffDialog | None = None
         self.error_box: QMessageBox | None = None
+        self.export_box: QMessageBox | None = None
+        # Tests replace it instead of starting the desktop's file manager.
+        self.open_folder: Callable[[Path], None] = open_in_file_manager
 
     async def _ask_path(self, save: bool, suggested: str) -> str | None:
         return await choose_file(
@@ -328,7 +338,38 @@ class ConfigTransfer(QObject):
     async def export_to(self, path: str) -> None:
         text = await self.context.read(config_io.export_yaml)
         await self.context.in_executor(write_text, Path(path), text)
-        self.message.emit(f"Exported the configuration to {path} (no passwords or keys).")
+        self.done.emit(f"Exported the configuration to {path} (no passwords or keys).")
+        self._confirm_export(Path(path))
+
+    def _confirm_export(self, path: Path) -> None:
+        """A box that stays until dismissed, with the path and a way to the file."""
+        if self.export_box is not None:
+            self.export_box.close()
+        box = QMessageBox(self._window)
+        box.setObjectName("exportDoneBox")
+        box.setIcon(QMessageBox.Icon.Information)
+        box.setWindowTitle("Configuration exported")
+        box.setText(f"The configuration was exported to:\n{path}")
+        box.setInformativeText("The file holds no passwords or keys.")
+        box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # Wide enough that a usual path reads on one line instead of breaking at slashes.
+        box.setStyleSheet("QLabel#qt_msgbox_label { min-width: 460px; }")
+        box.setWindowModality(Qt.WindowModality.NonModal)  # nothing waits on it
+        open_button = box.addButton("&Open Folder", QMessageBox.ButtonRole.ActionRole)
+        open_button.setObjectName("openFolderButton")
+        box.addButton(QMessageBox.StandardButton.Close)
+        box.setDefaultButton(QMessageBox.StandardButton.Close)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def finished() -> None:
+            if box.clickedButton() is open_button:
+                self.open_folder(path.parent)
+            if self.export_box is box:
+                self.export_box = None
+
+        box.finished.connect(finished)
+        self.export_box = box
+        box.show()
 
     # ------------------------------------------------------------------ import
 
@@ -357,7 +398,7 @@ class ConfigTransfer(QObject):
 
     def _applied(self, result: config_io.ImportResult) -> None:
         count = len(result.changes)
-        self.message.emit(
+        self.done.emit(
             f"Imported the configuration: {count} change{'s' if count != 1 else ''} applied."
         )
 

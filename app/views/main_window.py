@@ -34,7 +34,8 @@ from app.services.profiles import KIND_SQLITE, profile_for_url, url_parts
 from app.views import theme
 from app.views.context import AppContext
 from app.views.database_dialog import DatabaseDialog
-from app.views.import_export import ConfigTransfer
+from app.views.focus import mark_focus_in
+from app.views.import_export import DONE_MESSAGE_MS, ConfigTransfer
 from app.views.pages import PAGES
 from app.views.pages.base import Page, scaled_font
 
@@ -109,6 +110,7 @@ class MainWindow(QMainWindow):
         self.stack = QStackedWidget()
         for page in self.pages:
             self.stack.addWidget(page)
+            mark_focus_in(page)  # a table reached by Tab shows that it has the focus
         self.stack.addWidget(self._build_unavailable_page())
 
         divider = QFrame()
@@ -132,6 +134,7 @@ class MainWindow(QMainWindow):
 
         self.config_transfer = ConfigTransfer(self.context, self)
         self.config_transfer.message.connect(self._show_user_error)
+        self.config_transfer.done.connect(self._show_done)
         self.import_action.triggered.connect(self.config_transfer.import_configuration)
         self.export_action.triggered.connect(self.config_transfer.export_configuration)
 
@@ -174,6 +177,25 @@ class MainWindow(QMainWindow):
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
         file_menu.addAction(quit_action)
+        self._build_section_menu()
+
+    def _build_section_menu(self) -> None:
+        """Go > one entry per section, Ctrl+1 … Ctrl+7 in the navigation's order."""
+        go_menu = self.menuBar().addMenu("&Go")
+        self.section_actions: list[QAction] = []
+        for number, page in enumerate(self.pages, start=1):
+            action = QAction(page.title, self)
+            action.setObjectName(f"goSection{number}")
+            if number <= 9:
+                shortcut = QKeySequence(f"Ctrl+{number}")
+                action.setShortcut(shortcut)
+                item = self.navigation.item(number - 1)
+                if item is not None:
+                    keys = shortcut.toString(QKeySequence.SequenceFormat.NativeText)
+                    item.setToolTip(f"{page.title} ({keys})")
+            action.triggered.connect(functools.partial(self._go_to, page.title))
+            go_menu.addAction(action)
+            self.section_actions.append(action)
 
     def _build_status_bar(self) -> None:
         self.connection_label = QLabel("Connecting…")
@@ -246,6 +268,9 @@ class MainWindow(QMainWindow):
 
     def select_section(self, title: str) -> None:
         self.navigation.setCurrentRow([p.title for p in self.pages].index(title))
+
+    def _go_to(self, title: str, _checked: bool = False) -> None:
+        self.select_section(title)
 
     def _on_section_changed(self, row: int) -> None:
         if row < 0:
@@ -368,6 +393,10 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(message, 10_000)
         else:
             self.statusBar().clearMessage()
+
+    def _show_done(self, message: str) -> None:
+        # Long enough to be read after looking away; the database label returns after.
+        self.statusBar().showMessage(message, DONE_MESSAGE_MS)
 
     def _update_actions(self) -> None:
         connected = self.context.database is not None

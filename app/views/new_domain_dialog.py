@@ -109,7 +109,7 @@ class NewDomainDialog(EditorDialog):
             self.user_combo.setCurrentIndex(self.user_combo.findData(self.preferred_user))
         self.form.mark_clean()  # choices arriving is no edit of the user's
         self._update_info()
-        self.domain_edit.setFocus()
+        self.place_focus_after_load()
 
     def _update_info(self) -> None:
         choice = self.users.get(str(self.user_combo.currentData()))

@@ -23,11 +23,11 @@ from PySide6.QtWidgets import (
 )
 
 from app.models import DeliveryServer, Encryption
-from app.services import servers, validation
+from app.services import servers, smtp_check, validation
 from app.services.coerce import boolean
 from app.services.errors import ValidationError
 from app.services.servers import FIELDS, PasswordCipher
-from app.services.smtp_report import SmtpTarget
+from app.services.smtp_report import SmtpCheckReport, SmtpTarget
 from app.views import theme
 from app.views.context import AppContext
 from app.views.forms import EditorDialog, Form
@@ -69,6 +69,35 @@ def server_row(session: Session, name: str) -> dict[str, Any]:
 def stored_password(session: Session, name: str, cipher: PasswordCipher) -> str | None:
     """The stored password in clear, only to open the test session; never shown."""
     return servers.decrypt_password(servers.get_server(session, name), cipher)
+
+
+def create_tested_server(
+    session: Session,
+    /,
+    values: dict[str, object],
+    report: SmtpCheckReport | None,
+    **options: Any,
+) -> DeliveryServer:
+    """Create the server and, in the same transaction, record the test run before saving."""
+    server = servers.create_server(session, values, **options)
+    if report is not None:
+        smtp_check.record_result(session, server.name, report)
+    return server
+
+
+def target_from(values: dict[str, Any], password: str | None) -> SmtpTarget:
+    """The SMTP test target that parsed form values describe (raises ValidationError)."""
+    auth = boolean(values["auth_enabled"], "Authentication")
+    return SmtpTarget(
+        host=values["host"],
+        port=values["port"],
+        encryption=values["encryption"],
+        timeout=float(values["timeout_seconds"]),
+        username=values["username"] if auth else None,
+        password=password if auth else None,
+        insecure=bool(values["allow_unverified_certificate"]),
+        mail_from_domain=values["mail_from_domain"],
+    )
 
 
 def _password(value: object, field: str) -> str | None:
@@ -168,7 +197,6 @@ class ServerDialog(EditorDialog):
         for form in self.forms:
             form.changed.connect(self._form_changed)
         self._load(self.row or NEW_SERVER_DEFAULTS)
-        self.field("name").setFocus()
 
     def _record_as(self) -> str | None:
         return self.original_name
@@ -372,7 +400,10 @@ class ServerDialog(EditorDialog):
             # May raise SecretsUnavailable / VaultKeyError: one sentence in the dialog.
             options = {"password": password, "cipher": await self.context.cipher()}
         if self.original_name is None:
-            server = await self.context.write(servers.create_server, values, **options)
+            # A test run on these very settings before the first save is what the list
+            # should show, not "Not tested"; a test of other settings would mislead.
+            report = self._report_for(values, password)
+            server = await self.context.write(create_tested_server, values, report, **options)
         else:
             if password is None and remove:
                 options = {"password": None}
@@ -397,6 +428,16 @@ class ServerDialog(EditorDialog):
 
     # ------------------------------------------------------------------ testing
 
+    def _report_for(
+        self, values: dict[str, object], password: str | None
+    ) -> SmtpCheckReport | None:
+        """The Test tab's last result if it tested exactly the settings being saved."""
+        try:
+            target = target_from(dict(values), password)
+        except ValidationError:
+            return None
+        return self.test_panel.result_for(target)
+
     async def build_target(self) -> SmtpTarget:
         """The form's current connection values as a test target (saved or not)."""
         parsed: dict[str, Any] = {}
@@ -416,7 +457,6 @@ class ServerDialog(EditorDialog):
                 problems[0], "needs a valid value before testing; see the message under it."
             )
         auth = boolean(parsed["auth_enabled"], "Authentication")
-        username = parsed["username"] if auth else None
         password: str | None = parsed["password"] if auth else None
         if (
             auth
@@ -429,16 +469,7 @@ class ServerDialog(EditorDialog):
             # The stored password, decrypted in the executor only for this session.
             cipher = await self.context.cipher()
             password = await self.context.read(stored_password, self.original_name, cipher)
-        return SmtpTarget(
-            host=parsed["host"],
-            port=parsed["port"],
-            encryption=parsed["encryption"],
-            timeout=float(parsed["timeout_seconds"]),
-            username=username,
-            password=password,
-            insecure=bool(parsed["allow_unverified_certificate"]),
-            mail_from_domain=parsed["mail_from_domain"],
-        )
+        return target_from(parsed, password)
 
     def done(self, result: int) -> None:
         # A test still running would write into a closed dialog: stop it with the dialog.

@@ -10,6 +10,7 @@ under which the result is recorded so the server list shows the new status.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from functools import cache
@@ -91,6 +92,23 @@ STAGE_COLUMNS = (
 )
 
 
+def connection_key(target: SmtpTarget) -> tuple[object, ...]:
+    """What decides how a test goes; the password only as a digest, never kept in clear."""
+    digest = hashlib.sha256(target.password.encode()).hexdigest() if target.password else None
+    return (
+        target.host,
+        target.port,
+        target.encryption,
+        target.timeout,
+        target.username,
+        digest,
+        target.insecure,
+        target.mail_from_domain,
+        target.server_hostname,
+        target.cafile,
+    )
+
+
 def _certificate_text(tls: TlsInfo) -> str:
     if tls.insecure_used:
         return "Not checked (Allow unverified certificate is on)"
@@ -125,6 +143,7 @@ class SmtpTestPanel(QWidget):
         self.record_as = record_as
         self.task: asyncio.Future[None] | None = None
         self.report: SmtpCheckReport | None = None
+        self.tested_key: tuple[object, ...] | None = None  # connection_key of self.report
 
         intro = QLabel(
             "Opens an SMTP session with the values on the other tabs (saved or not) and "
@@ -298,8 +317,15 @@ class SmtpTestPanel(QWidget):
         self.recipient.setEnabled(not running)
         self.cancel_button.setEnabled(running)
 
+    def result_for(self, target: SmtpTarget) -> SmtpCheckReport | None:
+        """The last finished test's report if it tested ``target``'s settings, else None."""
+        if self.report is None or self.running or self.tested_key != connection_key(target):
+            return None
+        return self.report
+
     def _clear(self) -> None:
         self.report = None
+        self.tested_key = None
         self.stage_model.set_rows([])
         self.hint_box.setVisible(False)
         self.details.setVisible(False)
@@ -347,6 +373,7 @@ class SmtpTestPanel(QWidget):
         finally:
             self._set_running(False)
         self._show_report(report)
+        self.tested_key = connection_key(target)
         name = self.record_as()
         if name is not None:
             # A test result is not an edit: record_result leaves the row's version alone.

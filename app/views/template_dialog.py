@@ -493,6 +493,8 @@ class TemplateDialog(EditorDialog):
         self.used_by.setVisible(False)
 
         self.records.changed.connect(self.check)
+        self.records.changed.connect(self._follow_rows)
+        self._ordered_rows = 0  # how many record rows the Tab order has threaded through
         self.kind_combo.currentIndexChanged.connect(lambda _i: self._kind_changed())
         self.sample_edit.textEdited.connect(lambda _text: self.update_preview())
         save = self.buttons.button(QDialogButtonBox.StandardButton.Save)
@@ -508,8 +510,7 @@ class TemplateDialog(EditorDialog):
         if self.original_name is not None:
             data = await self.context.read(template_detail, self.original_kind, self.original_name)
             self.show_template(data)
-        else:
-            self.name_edit.setFocus()
+        self.place_focus_after_load()
         self.check()
 
     def show_template(self, data: dict[str, Any]) -> None:
@@ -518,12 +519,19 @@ class TemplateDialog(EditorDialog):
             {"name": data["name"], "kind": data["kind"], "description": data["description"]}
         )
         self.records.set_triples([(r["host"], r["type"], r["value"]) for r in data["records"]])
+        self._follow_rows()
         used = data.get("used_by") or []
         self.used_by.setVisible(bool(used))
         self.used_by.setText(
             f"Selected by user group(s) {', '.join(used)}: their new sender domains get these "
             "records."
         )
+
+    def _follow_rows(self) -> None:
+        # A row added after the dialog opened would otherwise be reached by Tab last.
+        if len(self.records.rows) != self._ordered_rows:
+            self._ordered_rows = len(self.records.rows)
+            self.refresh_tab_order()
 
     async def reload(self) -> None:
         if self.original_name is None:

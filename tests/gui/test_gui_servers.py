@@ -8,6 +8,7 @@ The SMTP servers are aiosmtpd instances on 127.0.0.1 running in that same loop.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 from collections.abc import Coroutine, Iterator
@@ -601,6 +602,65 @@ def test_a_new_server_can_be_tested_before_it_is_saved(
     assert finished.args[0].ok  # type: ignore[index]
     with sqlite_database.session() as session:
         assert servers.list_servers(session) == []  # nothing recorded for an unsaved server
+
+
+def fill_new_server(qtbot: QtBot, dialog: ServerDialog, name: str, port: int) -> None:
+    qtbot.keyClicks(dialog.field("name"), name)
+    qtbot.keyClicks(dialog.field("host"), LOCALHOST)
+    type_into(qtbot, dialog.field("port"), str(port))
+    choose(dialog.field("encryption"), "none")
+
+
+def test_a_test_run_before_the_first_save_is_recorded_with_the_server(
+    qtbot: QtBot, page: ServersPage, sqlite_database: Database, peers: list[Peer]
+) -> None:
+    peers.append(peer := run(qtbot, start_smtp(RecordingHandler())))
+    dialog = new_dialog(qtbot, page)
+    fill_new_server(qtbot, dialog, "Tested first", peer.port)
+    panel = open_test_tab(dialog)
+    with qtbot.waitSignal(panel.finished, timeout=WAIT_MS) as finished:
+        qtbot.mouseClick(panel.test_button, Qt.MouseButton.LeftButton)
+    assert finished.args[0].ok  # type: ignore[index]
+    # Only a note in the dialog so far: the server does not exist yet.
+    with sqlite_database.session() as session:
+        assert servers.list_servers(session) == []
+
+    qtbot.mouseClick(save_button(dialog), Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=WAIT_MS)
+    # The list shows the result the user saw, not "Not tested".
+    qtbot.waitUntil(
+        lambda: (table_row(page, "Tested first") or {}).get("last_test_status") == "ok",
+        timeout=WAIT_MS,
+    )
+    assert page.model.index(0, 4).data().startswith("OK · ")
+    saved = stored(sqlite_database, "Tested first")
+    assert saved["last_test_status"] == "ok"
+    assert saved["version"] == 1  # recorded as a test result, not as a second edit
+    assert saved["last_test_at"] is not None
+    with sqlite_database.session() as session:
+        recorded = json.loads(servers.get_server(session, "Tested first").last_test_report or "")
+    assert recorded == json.loads(finished.args[0].to_json())  # type: ignore[index]
+
+
+def test_a_test_of_other_settings_is_not_recorded_on_the_first_save(
+    qtbot: QtBot, page: ServersPage, sqlite_database: Database, peers: list[Peer]
+) -> None:
+    peers.append(peer := run(qtbot, start_smtp(RecordingHandler())))
+    dialog = new_dialog(qtbot, page)
+    fill_new_server(qtbot, dialog, "Changed after test", peer.port)
+    panel = open_test_tab(dialog)
+    with qtbot.waitSignal(panel.finished, timeout=WAIT_MS) as finished:
+        qtbot.mouseClick(panel.test_button, Qt.MouseButton.LeftButton)
+    assert finished.args[0].ok  # type: ignore[index]
+    # The host changes after the test: the green check would describe another server.
+    dialog.tabs.setCurrentIndex(0)
+    type_into(qtbot, dialog.field("host"), "smtp.example.net")
+    qtbot.mouseClick(save_button(dialog), Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=WAIT_MS)
+    wait_loaded(qtbot, page)
+    qtbot.waitUntil(lambda: table_row(page, "Changed after test") is not None, timeout=WAIT_MS)
+    assert table_row(page, "Changed after test")["last_test_status"] == "untested"  # type: ignore[index]
+    assert stored(sqlite_database, "Changed after test")["last_test_status"] == "untested"
 
 
 def test_cancel_stops_a_running_test(

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.views.context import AppContext
+from app.views.focus import mark_focus
 from app.views.table_model import ROW_ROLE, Column, Row, RowKey, RowTableModel
 
 
@@ -113,6 +114,7 @@ class ListPage(Page):
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.doubleClicked.connect(self._on_double_click)
+        mark_focus(self.table)  # reached by Tab, the table shows that it has the focus
 
         self.new_button = QPushButton(self.new_label)
         self.edit_button = QPushButton("Edit…")
