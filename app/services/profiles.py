@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import tempfile
+from contextlib import closing
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +25,10 @@ from sqlalchemy.exc import ArgumentError
 
 from app.models.database import (
     APP_NAME,
+    SCHEMA_HEAD,
     connection_error_sentence,
     create_db_engine,
+    default_sqlite_path,
     redact_url,
     schema_revision,
 )
@@ -464,3 +469,70 @@ def check_connection(url: str) -> str:
     if revision is None:
         return f"Connected to {name}; Postroom sets up its tables when you connect."
     return f"Connected to {name}: a Postroom database (schema {revision})."
+
+
+# ---------------------------------------------------------------- what a SQLite file holds
+
+NEW_FILE_NOTE = "A new file is created and set up when you connect."
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _size(size: int) -> str:
+    if size < 1024:
+        return f"{size} bytes"
+    amount = size / 1024
+    for unit in ("KB", "MB"):
+        if amount < 1024:
+            return f"{amount:.1f} {unit}"
+        amount /= 1024
+    return f"{amount:.1f} GB"
+
+
+def _sqlite_revision(path: Path) -> str | None:
+    """The Alembic revision in a SQLite file, read without changing the file.
+
+    Opened read-only through the sqlite3 module, not through Postroom's engine, whose
+    connect hook switches the journal to WAL: looking at someone else's file must not
+    change it.
+    """
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    with closing(sqlite3.connect(uri, uri=True, timeout=2)) as connection:
+        try:
+            row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return None
+            raise
+    return str(row[0]) if row else None
+
+
+def describe_sqlite_file(path_text: str) -> str:
+    """What connecting to this SQLite path would find, in one sentence (blocking)."""
+    path = Path(path_text.strip() or default_sqlite_path())
+    if path.is_dir():
+        return f"{path} is a folder; choose a file name inside it."
+    if not path.exists():
+        return NEW_FILE_NOTE
+    stat = path.stat()
+    changed = datetime.fromtimestamp(stat.st_mtime)
+    facts = f"{_size(stat.st_size)}, changed {changed:%Y-%m-%d %H:%M}"
+    if stat.st_size == 0:
+        return f"This file exists and is empty ({facts}); it is set up when you connect."
+    try:
+        with path.open("rb") as file:
+            header = file.read(len(SQLITE_MAGIC))
+    except OSError as error:
+        return f"This file exists but cannot be read ({error.strerror}); choose another file."
+    if header != SQLITE_MAGIC:
+        return f"This file exists but is not a SQLite database ({facts}); choose another file."
+    try:
+        revision = _sqlite_revision(path)
+    except sqlite3.Error as exc:
+        return f"This file exists but cannot be opened: {connection_error_sentence(exc)}"
+    if revision is None:
+        return (
+            f"This file exists: a SQLite database without Postroom's tables ({facts}); "
+            "they are added when you connect."
+        )
+    then = "opens it" if revision == SCHEMA_HEAD else "opens it and updates its tables"
+    return f"This file exists: a Postroom database (schema {revision}, {facts}); connecting {then}."

@@ -12,8 +12,6 @@ executor; the dialog only awaits the results.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
-from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QKeySequence, QPalette, QShortcut, QShowEvent
@@ -37,11 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.models.database import (
-    SCHEMA_HEAD,
-    connection_error_sentence,
-    create_db_engine,
     default_sqlite_path,
-    schema_revision,
 )
 from app.services import profiles, validation
 from app.services.errors import SecretsUnavailable, ValidationError
@@ -51,9 +45,11 @@ from app.services.profiles import (
     KIND_MARIADB,
     KIND_POSTGRESQL,
     KIND_SQLITE,
+    NEW_FILE_NOTE,
     ConnectionFailed,
     check_connection,
     describe_profile,
+    describe_sqlite_file,
     same_target,
     server_url,
     sqlite_url,
@@ -74,58 +70,7 @@ KINDS = (
 # (url, profile name or None) -> None when the database is open, else why not (one sentence).
 Opener = Callable[[str, str | None], Awaitable[str | None]]
 
-NEW_FILE_NOTE = "A new file is created and set up when you connect."
-SQLITE_MAGIC = b"SQLite format 3\x00"
 LOOK_DELAY_MS = 250  # after the last keystroke, before the file is looked at
-
-
-# ---------------------------------------------------------------- the SQLite file
-
-
-def _size(size: int) -> str:
-    if size < 1024:
-        return f"{size} bytes"
-    amount = size / 1024
-    for unit in ("KB", "MB"):
-        if amount < 1024:
-            return f"{amount:.1f} {unit}"
-        amount /= 1024
-    return f"{amount:.1f} GB"
-
-
-def describe_sqlite_file(path_text: str) -> str:
-    """What connecting to this SQLite path would find, in one sentence (blocking)."""
-    path = Path(path_text.strip() or default_sqlite_path())
-    if path.is_dir():
-        return f"{path} is a folder; choose a file name inside it."
-    if not path.exists():
-        return NEW_FILE_NOTE
-    stat = path.stat()
-    facts = f"{_size(stat.st_size)}, changed {datetime.fromtimestamp(stat.st_mtime):%Y-%m-%d %H:%M}"
-    if stat.st_size == 0:
-        return f"This file exists and is empty ({facts}); it is set up when you connect."
-    try:
-        with path.open("rb") as file:
-            header = file.read(len(SQLITE_MAGIC))
-    except OSError as error:
-        return f"This file exists but cannot be read ({error.strerror}); choose another file."
-    if header != SQLITE_MAGIC:
-        return f"This file exists but is not a SQLite database ({facts}); choose another file."
-    try:
-        engine = create_db_engine(sqlite_url(path))
-        try:
-            revision = schema_revision(engine)
-        finally:
-            engine.dispose()
-    except Exception as exc:
-        return f"This file exists but cannot be opened: {connection_error_sentence(exc)}"
-    if revision is None:
-        return (
-            f"This file exists: a SQLite database without Postroom's tables ({facts}); "
-            "they are added when you connect."
-        )
-    then = "opens it" if revision == SCHEMA_HEAD else "opens it and updates its tables"
-    return f"This file exists: a Postroom database (schema {revision}, {facts}); connecting {then}."
 
 
 # ---------------------------------------------------------------- the dialog

@@ -28,8 +28,9 @@ from pytestqt.qtbot import QtBot
 
 from app.models.database import SCHEMA_HEAD, Database
 from app.services import dns_templates, groups, servers, users
+from app.services.profiles import NEW_FILE_NOTE
 from app.views.context import AppContext
-from app.views.database_dialog import NEW_FILE_NOTE, DatabaseDialog
+from app.views.database_dialog import DatabaseDialog
 from app.views.focus import FocusMarker, reading_order, takes_tab
 from app.views.forms import EditorDialog
 from app.views.main_window import MainWindow

@@ -211,3 +211,21 @@ def test_damaged_file_is_a_clear_error(content: str) -> None:
     with pytest.raises(ValidationError) as caught:
         list_profiles()
     assert str(path) in caught.value.message
+
+
+def test_describing_a_sqlite_file_leaves_it_as_it_was(tmp_path: Path) -> None:
+    """Typing a path into the Database dialog looks at the file; it must not change it."""
+    import sqlite3
+
+    from app.services.profiles import describe_sqlite_file
+
+    foreign = tmp_path / "other-program.db"
+    with sqlite3.connect(foreign) as connection:
+        connection.execute("CREATE TABLE notes (body TEXT)")
+    before = foreign.read_bytes()
+    note = describe_sqlite_file(str(foreign))
+    assert note.startswith("This file exists: a SQLite database without Postroom's tables")
+    assert foreign.read_bytes() == before
+    assert not (tmp_path / "other-program.db-wal").exists()
+    with sqlite3.connect(foreign) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
