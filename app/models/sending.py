@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     Boolean,
@@ -29,6 +30,9 @@ from app.models.base import (
     name_key,
     str_enum,
 )
+
+if TYPE_CHECKING:
+    from app.models.delivery import User
 
 # The two hot queries of the delivery queue (DESIGN.md) each get an index that matches them:
 # claiming scans due rows among the queued and deferred ones in next_attempt_at order, and
@@ -67,6 +71,7 @@ class Campaign(TimestampMixin, VersionedMixin, Base):
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
+    user: Mapped[User] = relationship()
     items: Mapped[list[QueueItem]] = relationship(
         back_populates="campaign", cascade="all, delete-orphan"
     )
