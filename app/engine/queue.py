@@ -25,18 +25,45 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Select, Table, and_, func, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Integer,
+    Select,
+    String,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    column,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy import values as sa_values
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.models import Campaign, QueueItem
-from app.models.base import CampaignStatus, QueueStatus, utcnow
+from app.models.base import CampaignStatus, QueueStatus, UtcDateTime, utcnow
 from app.models.database import WRITE_OPTION
 from app.models.sending import CLAIMABLE_WHERE, IN_FLIGHT_WHERE
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-SQLITE_BUSY_RETRIES = 5
+RETRIES = 5
+# MariaDB: deadlock victim, lock wait timeout.
+_MARIADB_RETRY_CODES = (1213, 1205)
+
+
+def _worth_retrying(exc: OperationalError) -> bool:
+    args = getattr(exc.orig, "args", ())
+    if args and isinstance(args[0], int):
+        return args[0] in _MARIADB_RETRY_CODES
+    lowered = str(exc.orig).lower()
+    return "database is locked" in lowered or "database is busy" in lowered
+
 
 ITEMS: Table = QueueItem.__table__  # type: ignore[assignment]
 CAMPAIGNS: Table = Campaign.__table__  # type: ignore[assignment]
@@ -106,14 +133,35 @@ def _reply(text_: str | None) -> str | None:
 
 
 class DeliveryQueue:
-    """The queue as one engine sees it: every call is one short committed transaction."""
+    """The queue as one engine sees it: every call is one short committed transaction.
+
+    It keeps one database connection, so it belongs to one thread; ``close`` it when done.
+    """
 
     def __init__(self, engine: Engine, engine_id: str) -> None:
         self.engine = engine
         self.engine_id = engine_id
         self.backend = engine.dialect.name
-        # BEGIN IMMEDIATE on SQLite (see database._tune_sqlite); harmless elsewhere.
-        self._writer = engine.execution_options(**{WRITE_OPTION: True})
+        self._connection: Connection | None = None
+
+    def _connected(self) -> Connection:
+        # One connection kept for the queue's life: a pool checkout per transaction costs
+        # a liveness ping and a reset, two round trips more than the work itself.
+        if self._connection is None or self._connection.closed:
+            # BEGIN IMMEDIATE on SQLite (see database._tune_sqlite); harmless elsewhere.
+            options: dict[str, Any] = {WRITE_OPTION: True}
+            if self.backend in ("mysql", "mariadb"):
+                # InnoDB's default REPEATABLE READ locks index gaps; a claim and another
+                # engine's acknowledgement then deadlock over rows neither needs.
+                options["isolation_level"] = "READ COMMITTED"
+            self._connection = self.engine.connect().execution_options(**options)
+        return self._connection
+
+    def close(self) -> None:
+        """Give the connection back (the queue reconnects if used again)."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
     # ------------------------------------------------------------ claiming
 
@@ -205,22 +253,23 @@ class DeliveryQueue:
         return leased_to(self.engine_id, item_ids)
 
     def _transaction(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work`` in one write transaction, again if SQLite stayed busy.
+        """Run ``work`` in one write transaction, again if the database asked for that.
 
         SQLite's busy handler polls, it does not queue: under load, engines that take the
-        write lock back to back can starve one waiter past the busy timeout. The work is
-        one short statement group, so starting it again is safe and soon succeeds.
+        write lock back to back can starve one waiter past the busy timeout. InnoDB picks
+        a deadlock victim now and then. The work is one short statement group whose
+        conditions hold on a retry, so starting it again is safe and soon succeeds.
         """
-        for attempt in range(1, SQLITE_BUSY_RETRIES + 1):
+        for attempt in range(1, RETRIES + 1):
+            connection = self._connected()
             try:
-                with self._writer.begin() as connection:
+                with connection.begin():
                     return work(connection)
             except OperationalError as exc:
-                if self.backend != "sqlite" or attempt == SQLITE_BUSY_RETRIES:
+                if not _worth_retrying(exc) or attempt == RETRIES:
+                    self.close()  # a lost server: the next call starts on a fresh connection
                     raise
-                if "locked" not in str(exc.orig) and "busy" not in str(exc.orig):
-                    raise
-                log.debug("engine %s: database busy, trying again (%d)", self.engine_id, attempt)
+                log.debug("engine %s: database busy (%s), trying again", self.engine_id, exc.orig)
                 time.sleep(0.05 * attempt)
         raise AssertionError("unreachable")
 
@@ -256,25 +305,56 @@ class DeliveryQueue:
             if outcome.status not in (QueueStatus.SENT, QueueStatus.DEFERRED, QueueStatus.FAILED):
                 raise ValueError(f"not an outcome status: {outcome.status}")
 
+        # One UPDATE per outcome kind, executed with every item's parameters at once
+        # (executemany): a statement per item costs a round trip and SQLAlchemy's work each.
+        groups: dict[QueueStatus, list[dict[str, Any]]] = {}
+        for outcome in outcomes:
+            groups.setdefault(outcome.status, []).append(
+                {
+                    "item_id": outcome.item_id,
+                    "reply": _reply(outcome.reply),
+                    "server": outcome.server_name,
+                    "retry_at": outcome.retry_at or when,
+                }
+            )
+
         def write(connection: Connection) -> int:
             done = 0
-            for outcome in outcomes:
+            for status, params in groups.items():
                 values: dict[str, Any] = {
-                    "status": outcome.status,
+                    "status": status,
                     "attempts": ITEMS.c.attempts + 1,
-                    "last_reply": _reply(outcome.reply),
-                    "server_name": outcome.server_name,
                     "lease_owner": None,
                     "lease_expires_at": None,
                 }
-                if outcome.status is QueueStatus.SENT:
+                if status is QueueStatus.SENT:
                     values["sent_at"] = when
-                elif outcome.status is QueueStatus.DEFERRED:
-                    values["next_attempt_at"] = outcome.retry_at or when
-                result = connection.execute(
-                    update(ITEMS).where(self._mine([outcome.item_id])).values(**values)
+                mine = (ITEMS.c.lease_owner == self.engine_id, text(IN_FLIGHT_WHERE))
+                if self.backend == "postgresql":
+                    # One statement joining a VALUES list: a batch costs one round trip.
+                    rows = sa_values(
+                        column("item_id", Integer),
+                        column("reply", Text),
+                        column("server", String),
+                        column("retry_at", UtcDateTime()),
+                        name="outcomes",
+                    ).data([(p["item_id"], p["reply"], p["server"], p["retry_at"]) for p in params])
+                    values |= {"last_reply": rows.c.reply, "server_name": rows.c.server}
+                    if status is QueueStatus.DEFERRED:
+                        values["next_attempt_at"] = rows.c.retry_at
+                    statement = (
+                        update(ITEMS).where(ITEMS.c.id == rows.c.item_id, *mine).values(**values)
+                    )
+                    done += int(connection.execute(statement).rowcount)
+                    continue
+                # Elsewhere executemany: in-process for SQLite, batched by PyMySQL.
+                values |= {"last_reply": bindparam("reply"), "server_name": bindparam("server")}
+                if status is QueueStatus.DEFERRED:
+                    values["next_attempt_at"] = bindparam("retry_at", type_=UtcDateTime())
+                statement = (
+                    update(ITEMS).where(ITEMS.c.id == bindparam("item_id"), *mine).values(**values)
                 )
-                done += result.rowcount
+                done += int(connection.execute(statement, params).rowcount)
             return done
 
         return self._transaction(write)

@@ -205,6 +205,7 @@ def test_concurrent_claimers_never_claim_an_item_twice(database: Database) -> No
         except BaseException as exc:
             errors.append(exc)
         finally:
+            queue.close()
             engine.dispose()
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(3)]
