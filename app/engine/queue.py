@@ -330,6 +330,18 @@ class DeliveryQueue:
                 if status is QueueStatus.SENT:
                     values["sent_at"] = when
                 mine = (ITEMS.c.lease_owner == self.engine_id, text(IN_FLIGHT_WHERE))
+                shared = {(p["reply"], p["server"], p["retry_at"]) for p in params}
+                if len(shared) == 1:
+                    # The same words for every item (a batch failed for one reason): one
+                    # statement over the ids, whose compiled form SQLAlchemy caches.
+                    reply, server, retry_at = shared.pop()
+                    values |= {"last_reply": reply, "server_name": server}
+                    if status is QueueStatus.DEFERRED:
+                        values["next_attempt_at"] = retry_at
+                    ids = [p["item_id"] for p in params]
+                    statement = update(ITEMS).where(ITEMS.c.id.in_(ids), *mine).values(**values)
+                    done += int(connection.execute(statement).rowcount)
+                    continue
                 if self.backend == "postgresql":
                     # One statement joining a VALUES list: a batch costs one round trip.
                     rows = sa_values(

@@ -268,3 +268,30 @@ def test_the_hot_queries_use_their_indexes(database: Database) -> None:
         lease_plan = _plan(c, select(ITEMS.c.id).where(leased_to("engine-1")))
     assert "ix_queue_items_claimable" in claim_plan, claim_plan
     assert "ix_queue_items_lease_owner" in lease_plan, lease_plan
+
+
+def test_a_batch_of_outcomes_keeps_each_items_own_reply(database: Database) -> None:
+    seed(database, 6)
+    queue = DeliveryQueue(database.engine, "engine-1")
+    claimed = sorted(queue.claim(6, 60), key=lambda x: x.id)
+    retry = utcnow() + timedelta(minutes=1)
+    outcomes = [
+        Outcome(claimed[0].id, QueueStatus.SENT, "250 queued as A", "Relay 1"),
+        Outcome(claimed[1].id, QueueStatus.SENT, "250 queued as B", "Relay 2"),
+        Outcome(claimed[2].id, QueueStatus.DEFERRED, "451 busy", "Relay 1", retry),
+        Outcome(claimed[3].id, QueueStatus.DEFERRED, "421 closing", "Relay 2", retry),
+        Outcome(claimed[4].id, QueueStatus.FAILED, "550 unknown user", "Relay 1"),
+        Outcome(claimed[5].id, QueueStatus.FAILED, "554 rejected", "Relay 2"),
+    ]
+    other = DeliveryQueue(database.engine, "engine-2")
+    assert other.record(outcomes) == 0  # not its leases: nothing written
+    assert queue.record(outcomes) == 6
+    rows = [item(database, x.id) for x in claimed]
+    assert [(r.status, r.last_reply, r.server_name, r.attempts) for r in rows] == [
+        (o.status, o.reply, o.server_name, 1) for o in outcomes
+    ]
+    assert rows[0].sent_at is not None and rows[4].sent_at is None
+    assert all(abs((r.next_attempt_at - retry).total_seconds()) < 0.01 for r in rows[2:4])
+    assert all(r.lease_owner is None for r in rows)
+    queue.close()
+    other.close()
