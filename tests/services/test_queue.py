@@ -217,8 +217,6 @@ def test_concurrent_claimers_never_claim_an_item_twice(database: Database) -> No
     ids = [x.id for batch in claims for x in batch]
     assert len(ids) == 5000 and len(set(ids)) == 5000  # every item exactly once
     assert statuses(database) == {"sent": 5000}
-    owners = Counter(x for batch in claims for x in [batch[0].id])
-    assert owners  # batches came back from more than nothing
 
 
 # ---------------------------------------------------------------- the indexes are used
