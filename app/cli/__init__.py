@@ -7,6 +7,7 @@ registers them, so ``postroom`` (``app.cli:main``) and ``python -m app`` see eve
 
 from app.cli import (
     audit,
+    campaigns,
     checks,
     config,
     dns_settings,
@@ -26,6 +27,7 @@ from app.cli.base import main
 # the one place to add the next group's module).
 COMMAND_MODULES = (
     audit,
+    campaigns,
     checks,
     config,
     dns_settings,

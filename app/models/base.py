@@ -134,18 +134,22 @@ class TestStatus(enum.StrEnum):
 
 
 class QueueStatus(enum.StrEnum):
-    PENDING = "pending"
-    SENDING = "sending"
+    """One recipient's progress through the delivery queue."""
+
+    QUEUED = "queued"
+    IN_FLIGHT = "in_flight"  # leased by an engine
+    DEFERRED = "deferred"  # a temporary failure; waiting for next_attempt_at
+    HELD = "held"  # a limit or quota stops it now (held_reason says which)
     SENT = "sent"
     FAILED = "failed"
 
 
 class CampaignStatus(enum.StrEnum):
     DRAFT = "draft"
-    SENDING = "sending"
+    RUNNING = "running"
     PAUSED = "paused"
-    SENT = "sent"
-    FAILED = "failed"
+    CANCELLED = "cancelled"
+    COMPLETED = "completed"
 
 
 def str_enum(cls: type[enum.StrEnum], length: int = 32) -> Enum:

@@ -29,6 +29,7 @@ ENTITY_NAMES: dict[str, tuple[str, str]] = {
     "dns_settings": ("DNS settings", "DNS settings"),
     "configuration": ("Configuration", "Configuration imports"),
     "vault": ("Vault", "Vault resets"),
+    "campaign": ("Campaign", "Campaigns"),
 }
 ENTITIES = tuple(ENTITY_NAMES)
 MAX_LIMIT = 100_000
