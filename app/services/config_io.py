@@ -362,7 +362,7 @@ def _parse_fields(
 
 
 def _optional_name(value: object, field: str) -> str | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if validation.is_blank(value):
         return None
     return validation.name(value, field)
 
