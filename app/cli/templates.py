@@ -173,6 +173,7 @@ def templates_delete(state: State, name: str, kind: str) -> None:
 @pass_state
 def templates_preview(state: State, name: str, kind: str, domain: str) -> None:
     """Render a template for a sample domain without storing anything."""
+    from app.services.dns_records import record_dicts
     from app.services.dns_templates import preview
 
     with state.read() as session:
@@ -181,6 +182,6 @@ def templates_preview(state: State, name: str, kind: str, domain: str) -> None:
         "name": name,
         "kind": kind,
         "domain": domain,
-        "records": [{"host": r.host, "type": r.type, "value": r.value} for r in rendered],
+        "records": record_dicts(rendered),
     }
     emit(state, data, _records_human)

@@ -26,6 +26,7 @@ from app.services.dns_records import (
     RecordLike,
     RecordReport,
     expected_text,
+    record_triples,
     txt_kind,
 )
 from app.services.dns_settings import EffectiveDnsSettings, get_settings
@@ -310,7 +311,7 @@ def render_template_for_check(
     except NotFoundError:
         token = random_label()
     rendered = render_records(
-        [(r.host, r.type, r.value) for r in template.records],
+        record_triples(template.records),
         domain=name,
         kind=template.kind,
         settings=settings,

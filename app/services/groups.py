@@ -18,10 +18,10 @@ from app.models import (
     User,
     UserGroup,
 )
-from app.models.base import name_key
 from app.models.delivery import DEFAULT_SENDER_DOMAIN_MONTHLY_LIMIT
 from app.services import validation
 from app.services.coerce import FieldSpec, NamedEntity, apply_fields, boolean
+from app.services.dns_templates import find_template
 from app.services.errors import ConflictError, ValidationError
 from app.services.servers import SERVERS
 
@@ -121,11 +121,7 @@ def _resolve_template(
     if validation.is_blank(value):
         return None
     template_name = validation.name(value, label)
-    template = session.scalars(
-        select(DnsTemplate).where(
-            DnsTemplate.kind == kind, DnsTemplate.name_key == name_key(template_name)
-        )
-    ).one_or_none()
+    template = find_template(session, kind, template_name)
     if template is None:
         raise ValidationError(
             label, f"no {kind.value} DNS template named {template_name!r}; create it first."
