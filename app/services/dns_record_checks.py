@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from app.models import TemplateKind
 from app.services import validation
 from app.services.dns_auth_checks import auth_warnings
-from app.services.dns_lookup import Discovery, DnsLookup
+from app.services.dns_lookup import DEFAULT_TIMEOUT, Discovery, DnsLookup
 from app.services.dns_records import (
     DnsExpectations,
     DomainReport,
@@ -255,7 +255,7 @@ async def verify_records(
     nameserver: Server | None = None,
     discovery: Discovery | None = None,
     settings: DnsExpectations | None = None,
-    timeout: float = 5.0,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> DomainReport:
     """Check that each record is published for ``domain``, plus SPF/DKIM/DMARC advice.
 
@@ -277,7 +277,7 @@ async def check_template_adhoc(
     *,
     discovery: Discovery | None = None,
     settings: DnsExpectations | None = None,
-    timeout: float = 5.0,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> DomainReport:
     """Check a template's rendered records for a domain that need not be stored
     (``postroom dns-check DOMAIN --template NAME``); nothing is written anywhere."""
