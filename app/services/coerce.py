@@ -104,6 +104,13 @@ def flush(session: Session, entity: str, key: str) -> None:
         ) from None
 
 
+def require(values: Mapping[str, object], labels: Mapping[str, str]) -> None:
+    """A ValidationError naming the first of ``labels`` (key: label) that ``values`` lacks."""
+    for key, label in labels.items():
+        if values.get(key) in (None, ""):
+            raise ValidationError(label, "is required.")
+
+
 def check_version(actual: int, expected: int | None, entity: str, key: str) -> None:
     if expected is not None and actual != expected:
         raise ConcurrentEditError(entity, key)

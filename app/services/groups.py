@@ -20,7 +20,7 @@ from app.models import (
 )
 from app.models.delivery import DEFAULT_SENDER_DOMAIN_MONTHLY_LIMIT
 from app.services import validation
-from app.services.coerce import FieldSpec, NamedEntity, apply_fields, boolean
+from app.services.coerce import FieldSpec, NamedEntity, apply_fields, boolean, require
 from app.services.dns_templates import find_template
 from app.services.errors import ConflictError, ValidationError
 from app.services.servers import SERVERS
@@ -164,8 +164,7 @@ def _apply(session: Session, group: UserGroup, values: Mapping[str, object]) -> 
 def create_group(
     session: Session, values: Mapping[str, object], *, actor: str | None = None
 ) -> UserGroup:
-    if values.get("name") in (None, ""):
-        raise ValidationError("Name", "is required.")
+    require(values, {"name": FIELDS["name"].label})
     group = UserGroup(
         sender_domain_management=False,
         default_sender_domain_enabled=False,

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.models import DeliveryServer, Encryption, UserGroup
 from app.services import validation
-from app.services.coerce import FieldSpec, NamedEntity, apply_fields, boolean
+from app.services.coerce import FieldSpec, NamedEntity, apply_fields, boolean, require
 from app.services.errors import ConflictError, ValidationError
 
 ENTITY = "delivery server"
@@ -117,9 +117,7 @@ def create_server(
     actor: str | None = None,
 ) -> DeliveryServer:
     """Validate and add a server; ``password`` is encrypted with ``cipher`` (the vault)."""
-    for required in ("name", "host"):
-        if values.get(required) in (None, ""):
-            raise ValidationError(FIELDS[required].label, "is required.")
+    require(values, {key: FIELDS[key].label for key in ("name", "host")})
     server = DeliveryServer(
         port=587,
         encryption=Encryption.TLS,

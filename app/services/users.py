@@ -12,8 +12,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from app.models import SenderDomain, User, UserGroup
 from app.services import coerce, limits, validation
-from app.services.coerce import FieldSpec, NamedEntity, apply_fields, boolean
-from app.services.errors import ValidationError
+from app.services.coerce import FieldSpec, NamedEntity, apply_fields, boolean, require
 from app.services.groups import GROUPS
 
 ENTITY = "user"
@@ -44,9 +43,7 @@ def _resolve_group(session: Session, value: object) -> UserGroup:
 def create_user(
     session: Session, values: Mapping[str, object], *, actor: str | None = None
 ) -> User:
-    for key, label in (("username", "Username"), ("email", "Email"), ("group", "User group")):
-        if values.get(key) in (None, ""):
-            raise ValidationError(label, "is required.")
+    require(values, {"username": "Username", "email": "Email", "group": "User group"})
     changes = dict(values)
     group = _resolve_group(session, changes.pop("group"))
     user = User(is_active=True)

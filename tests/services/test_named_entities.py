@@ -124,3 +124,19 @@ def test_a_stale_version_is_refused_under_the_name_asked_for(database: Database)
     for change, name in zip(stale, ["main", "sales", "ALICE"], strict=True):
         with pytest.raises(ConcurrentEditError, match=repr(name)), database.transaction() as s:
             change(s)
+
+
+def test_a_missing_required_field_is_named_alike(sqlite_database: Database) -> None:
+    with sqlite_database.transaction() as s:
+        _seed(s)
+    missing = [
+        (lambda s: servers.create_server(s, {"name": "X", "host": ""}), "SMTP Host"),
+        (lambda s: servers.create_server(s, {"host": "x.example.com"}), "Name"),
+        (lambda s: groups.create_group(s, {"name": None}), "Name"),
+        (lambda s: users.create_user(s, {"username": "bob", "group": "Sales"}), "Email"),
+        (lambda s: users.create_user(s, {"username": "bob", "email": "b@x.example"}), "User group"),
+    ]
+    for create, field in missing:
+        with pytest.raises(ValidationError) as info, sqlite_database.transaction() as s:
+            create(s)
+        assert (info.value.field, info.value.reason) == (field, "is required.")
