@@ -36,6 +36,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 CHANNELS = ("marketing", "transactional", "autoresponder")
 KINDS = ("campaign", "gateway")
+# The kind of the sender domain or template a command acts on: campaign unless told.
+kind_option = click.option(
+    "--kind", type=click.Choice(KINDS), default="campaign", show_default=True
+)
 
 
 def fail(message: str) -> NoReturn:

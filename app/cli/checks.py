@@ -12,7 +12,16 @@ from typing import Any
 
 import click
 
-from app.cli.base import State, emit, fail, json_option, main, pass_state, read_password_stdin
+from app.cli.base import (
+    State,
+    emit,
+    fail,
+    json_option,
+    kind_option,
+    main,
+    pass_state,
+    read_password_stdin,
+)
 
 # ---------------------------------------------------------------- SMTP
 
@@ -213,9 +222,7 @@ def _domain_status(state: State, domain: str, kind: str) -> str | None:
 @click.command("verify")
 @click.argument("domain", required=False)
 @click.option("--all", "verify_all", is_flag=True, help="Verify every sender domain.")
-@click.option(
-    "--kind", type=click.Choice(["campaign", "gateway"]), default="campaign", show_default=True
-)
+@kind_option
 @click.option(
     "--nameserver", metavar="ADDR[:PORT]", help="Ask this server instead of the authoritative ones."
 )
@@ -270,9 +277,7 @@ def domains_verify(
 @main.command("dns-check")
 @click.argument("domain")
 @click.option("--template", "template_name", required=True, help="DNS template to check against.")
-@click.option(
-    "--kind", type=click.Choice(["campaign", "gateway"]), default="campaign", show_default=True
-)
+@kind_option
 @click.option(
     "--nameserver", metavar="ADDR[:PORT]", help="Ask this server instead of the authoritative ones."
 )

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from app.cli.base import KINDS, State, emit, json_option, main, pass_state, table
+from app.cli.base import KINDS, State, emit, json_option, kind_option, main, pass_state, table
 from app.cli.checks import domains_verify
 
 
@@ -60,7 +60,7 @@ def domains_list(state: State, username: str | None, status: str | None, kind: s
 
 @domains.command("show")
 @click.argument("domain")
-@click.option("--kind", type=click.Choice(KINDS), default="campaign", show_default=True)
+@kind_option
 @json_option
 @pass_state
 def domains_show(state: State, domain: str, kind: str) -> None:
@@ -75,7 +75,7 @@ def domains_show(state: State, domain: str, kind: str) -> None:
 @domains.command("add")
 @click.argument("domain")
 @click.option("--user", "username", required=True, help="The user who owns the domain.")
-@click.option("--kind", type=click.Choice(KINDS), default="campaign", show_default=True)
+@kind_option
 @json_option
 @pass_state
 def domains_add(state: State, domain: str, username: str, kind: str) -> None:
@@ -89,7 +89,7 @@ def domains_add(state: State, domain: str, username: str, kind: str) -> None:
 
 @domains.command("delete")
 @click.argument("domain")
-@click.option("--kind", type=click.Choice(KINDS), default="campaign", show_default=True)
+@kind_option
 @pass_state
 def domains_delete(state: State, domain: str, kind: str) -> None:
     """Delete a sender domain."""
@@ -110,7 +110,7 @@ def _set_status(state: State, domain: str, kind: str, status: str) -> None:
 
 @domains.command("enable")
 @click.argument("domain")
-@click.option("--kind", type=click.Choice(KINDS), default="campaign", show_default=True)
+@kind_option
 @json_option
 @pass_state
 def domains_enable(state: State, domain: str, kind: str) -> None:
@@ -120,7 +120,7 @@ def domains_enable(state: State, domain: str, kind: str) -> None:
 
 @domains.command("disable")
 @click.argument("domain")
-@click.option("--kind", type=click.Choice(KINDS), default="campaign", show_default=True)
+@kind_option
 @json_option
 @pass_state
 def domains_disable(state: State, domain: str, kind: str) -> None:

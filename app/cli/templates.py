@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from app.cli.base import KINDS, State, emit, fail, json_option, main, pass_state, table
+from app.cli.base import KINDS, State, emit, fail, json_option, kind_option, main, pass_state, table
 
 
 def _records_from_options(records: tuple[str, ...]) -> list[tuple[str, str, str]]:
@@ -63,7 +63,7 @@ def templates_list(state: State, kind: str | None) -> None:
 
 @templates.command("show")
 @click.argument("name")
-@click.option("--kind", type=click.Choice(KINDS), default="campaign", show_default=True)
+@kind_option
 @json_option
 @pass_state
 def templates_show(state: State, name: str, kind: str) -> None:
@@ -77,7 +77,7 @@ def templates_show(state: State, name: str, kind: str) -> None:
 
 @templates.command("add")
 @click.argument("name")
-@click.option("--kind", type=click.Choice(KINDS), default="campaign", show_default=True)
+@kind_option
 @click.option("--record", "records", multiple=True, metavar="'HOST TYPE VALUE'")
 @click.option("--description")
 @json_option
@@ -107,7 +107,7 @@ def templates_add(
 
 @templates.command("edit")
 @click.argument("name")
-@click.option("--kind", type=click.Choice(KINDS), default="campaign", show_default=True)
+@kind_option
 @click.option("--rename")
 @click.option(
     "--record", "records", multiple=True, metavar="'HOST TYPE VALUE'", help="Replaces all records."
@@ -154,7 +154,7 @@ def templates_edit(
 
 @templates.command("delete")
 @click.argument("name")
-@click.option("--kind", type=click.Choice(KINDS), default="campaign", show_default=True)
+@kind_option
 @pass_state
 def templates_delete(state: State, name: str, kind: str) -> None:
     """Delete a template no user group uses."""
@@ -167,12 +167,13 @@ def templates_delete(state: State, name: str, kind: str) -> None:
 
 @templates.command("preview")
 @click.argument("name")
-@click.option("--kind", type=click.Choice(KINDS), default="campaign", show_default=True)
+@kind_option
 @click.option("--domain", default="example.com", show_default=True, help="Sample sender domain.")
 @json_option
 @pass_state
 def templates_preview(state: State, name: str, kind: str, domain: str) -> None:
     """Render a template for a sample domain without storing anything."""
+    from app.services.dns_records import record_dicts
     from app.services.dns_templates import preview
 
     with state.read() as session:
@@ -181,6 +182,6 @@ def templates_preview(state: State, name: str, kind: str, domain: str) -> None:
         "name": name,
         "kind": kind,
         "domain": domain,
-        "records": [{"host": r.host, "type": r.type, "value": r.value} for r in rendered],
+        "records": record_dicts(rendered),
     }
     emit(state, data, _records_human)

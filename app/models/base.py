@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, Dialect, Enum, Integer, MetaData, String, func
 from sqlalchemy.dialects import mysql
-from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column, validates
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 # Stable constraint names, so Alembic migrations can address them on every backend.
@@ -40,6 +40,18 @@ def name_key(name: str) -> str:
     folding can leave text that is not in NFKC). Accents stay: ``A1`` and ``Ä1`` differ.
     """
     return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+
+
+def keeps_name_key(column: str) -> Any:
+    """A validator, for a class body, that sets ``name_key`` whenever ``column`` is set:
+    the key stays the one the name is compared by (unique index, lookups)."""
+
+    @validates(column)
+    def _keep_name_key(row: Any, _attribute: str, value: str) -> str:
+        row.name_key = name_key(value)
+        return value
+
+    return _keep_name_key
 
 
 def binary_string(length: int) -> TypeEngine[str]:

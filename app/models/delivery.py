@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import (
     NAME_KEY_LENGTH,
@@ -18,7 +18,7 @@ from app.models.base import (
     UtcDateTime,
     VersionedMixin,
     binary_string,
-    name_key,
+    keeps_name_key,
     str_enum,
 )
 
@@ -39,10 +39,7 @@ class DeliveryServer(TimestampMixin, VersionedMixin, Base):
     # The name as compared (see base.name_key): unique, so "S1" beside "s1" is refused.
     name_key: Mapped[str] = mapped_column(binary_string(NAME_KEY_LENGTH), unique=True, index=True)
 
-    @validates("name")
-    def _keep_name_key(self, _attribute: str, value: str) -> str:
-        self.name_key = name_key(value)
-        return value
+    _keep_name_key = keeps_name_key("name")
 
     # Delivery Method tab
     host: Mapped[str] = mapped_column(String(253))
@@ -84,10 +81,7 @@ class UserGroup(TimestampMixin, VersionedMixin, Base):
     # The name as compared (see base.name_key): unique, so "S1" beside "s1" is refused.
     name_key: Mapped[str] = mapped_column(binary_string(NAME_KEY_LENGTH), unique=True, index=True)
 
-    @validates("name")
-    def _keep_name_key(self, _attribute: str, value: str) -> str:
-        self.name_key = name_key(value)
-        return value
+    _keep_name_key = keeps_name_key("name")
 
     # Sending Settings: one delivery server per channel, legacy method as fallback
     marketing_server_id: Mapped[int | None] = mapped_column(
@@ -166,10 +160,7 @@ class User(TimestampMixin, VersionedMixin, Base):
 
     group: Mapped[UserGroup] = relationship(back_populates="users")
 
-    @validates("username")
-    def _keep_name_key(self, _attribute: str, value: str) -> str:
-        self.name_key = name_key(value)
-        return value
+    _keep_name_key = keeps_name_key("username")
 
     sender_domains: Mapped[list[SenderDomain]] = relationship(
         back_populates="user", cascade="all, delete-orphan"

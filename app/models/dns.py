@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import (
     NAME_KEY_LENGTH,
@@ -12,7 +12,7 @@ from app.models.base import (
     TimestampMixin,
     VersionedMixin,
     binary_string,
-    name_key,
+    keeps_name_key,
     str_enum,
 )
 
@@ -42,10 +42,7 @@ class DnsTemplate(TimestampMixin, VersionedMixin, Base):
         order_by="DnsTemplateRecord.position",
     )
 
-    @validates("name")
-    def _keep_name_key(self, _attribute: str, value: str) -> str:
-        self.name_key = name_key(value)
-        return value
+    _keep_name_key = keeps_name_key("name")
 
 
 class DnsTemplateRecord(Base):

@@ -1,20 +1,22 @@
 """Small coercions shared by the CRUD services: booleans from CLI/YAML/forms, name lookups
-and uniqueness by the normalised name key, and flushing with races turned into sentences."""
+and uniqueness by the normalised name key, flushing with races turned into sentences, and
+``NamedEntity``: the one find / keep-unique / write-and-audit sequence of a named row."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from app.models.base import name_key
+from app.models.base import VersionedMixin, name_key
 from app.models.database import is_unique_violation
+from app.services import audit, validation
 from app.services.errors import (
     ConcurrentEditError,
     ConflictError,
@@ -26,6 +28,7 @@ _TRUE = {"1", "true", "yes", "on", "y"}
 _FALSE = {"0", "false", "no", "off", "n", ""}
 
 T = TypeVar("T")
+Row = TypeVar("Row", bound=VersionedMixin)
 
 
 def boolean(value: object, field: str) -> bool:
@@ -62,11 +65,11 @@ def ensure_unique(
     model: type[Any],
     column: str,
     value: str,
-    message: str,
+    entity: str,
     *,
     exclude_id: int | None = None,
 ) -> None:
-    """ConflictError(``message``) if another row's ``column`` compares equal to ``value``."""
+    """ConflictError if another row's ``column`` compares equal to ``value``."""
     query = select(model.id).where(name_matches(model, column, value))
     if exclude_id is not None:
         query = query.where(model.id != exclude_id)
@@ -75,7 +78,7 @@ def ensure_unique(
     with session.no_autoflush:
         taken = session.scalars(query).first() is not None
     if taken:
-        raise ConflictError(message)
+        raise ConflictError(f"A {entity} named {value!r} already exists; choose another {column}.")
 
 
 def flush(session: Session, entity: str, key: str) -> None:
@@ -99,6 +102,13 @@ def flush(session: Session, entity: str, key: str) -> None:
             f"The {entity} {key!r} could not be saved because someone else changed related "
             "data at the same time; reload and apply your change again."
         ) from None
+
+
+def require(values: Mapping[str, object], labels: Mapping[str, str]) -> None:
+    """A ValidationError naming the first of ``labels`` (key: label) that ``values`` lacks."""
+    for key, label in labels.items():
+        if values.get(key) in (None, ""):
+            raise ValidationError(label, "is required.")
 
 
 def check_version(actual: int, expected: int | None, entity: str, key: str) -> None:
@@ -142,3 +152,58 @@ def apply_fields(
 
 def _plain(value: object) -> object:
     return value.value if isinstance(value, Enum) else value
+
+
+@dataclass(frozen=True)
+class NamedEntity(Generic[Row]):
+    """A kind of row found by its name: how the CRUD services look it up, keep its name
+    unique, resolve a reference to it, and write a change to it with its audit entry."""
+
+    model: type[Row]
+    column: str  # the name column: "name", "username"
+    entity: str  # as sentences name it: "user group"
+    audit_entity: str  # as the audit log files it: one of audit.ENTITIES
+
+    def get(self, session: Session, value: str) -> Row:
+        return get_by_name(session, self.model, self.column, value, self.entity)
+
+    def get_for_change(self, session: Session, value: str, expected_version: int | None) -> Row:
+        """The row to change, refused if someone saved it since the caller read it."""
+        row = self.get(session, value)
+        check_version(row.version, expected_version, self.entity, value)
+        return row
+
+    def ensure_unique(self, session: Session, value: str, *, exclude_id: int | None = None) -> None:
+        ensure_unique(session, self.model, self.column, value, self.entity, exclude_id=exclude_id)
+
+    def reference(self, session: Session, value: object, label: str) -> Row:
+        """The row another entity's ``label`` field names, or a ValidationError on that field."""
+        wanted = validation.name(value, label)
+        row = session.scalars(
+            select(self.model).where(name_matches(self.model, self.column, wanted))
+        ).one_or_none()
+        if row is None:
+            raise ValidationError(
+                label, f"no {self.entity} named {wanted!r}; create it first or pick another."
+            )
+        return row
+
+    def save(
+        self,
+        session: Session,
+        action: str,
+        key: str,
+        details: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
+        *,
+        actor: str | None,
+        asked_as: str | None = None,
+    ) -> None:
+        """Flush the change, then add its audit entry filed under ``key`` (the name now).
+
+        ``details`` given as a function is read after the flush, so a new row's entry
+        holds the defaults the database filled in. ``asked_as`` is the name the caller
+        asked for when it differs (a rename): a lost race is reported under that name.
+        """
+        flush(session, self.entity, asked_as or key)
+        written = details() if callable(details) else details
+        audit.record(session, action, self.audit_entity, key, written, actor=actor)

@@ -28,7 +28,6 @@ from sqlalchemy.orm import Session
 from app import __version__
 from app.models import (
     DeliveryServer,
-    DnsTemplate,
     DomainStatus,
     SenderDomain,
     SenderDomainRecord,
@@ -36,7 +35,6 @@ from app.models import (
     User,
     UserGroup,
 )
-from app.models.base import name_key
 from app.services import audit, validation
 from app.services import dns_settings as dns_settings_service
 from app.services import dns_templates as templates_service
@@ -44,7 +42,8 @@ from app.services import groups as groups_service
 from app.services import sender_domains as domains_service
 from app.services import servers as servers_service
 from app.services import users as users_service
-from app.services.coerce import FieldSpec
+from app.services.coerce import FieldSpec, name_matches
+from app.services.dns_records import record_dicts, record_triples
 from app.services.errors import ValidationError
 
 T = TypeVar("T")
@@ -109,7 +108,7 @@ def export_document(session: Session) -> dict[str, Any]:
                 "status": d.status.value,
                 "template": d.template_name,
                 "random_token": d.random_token,
-                "records": [{"host": r.host, "type": r.type, "value": r.value} for r in d.records],
+                "records": record_dicts(d.records),
             }
             for d in session.scalars(
                 select(SenderDomain).order_by(SenderDomain.kind, SenderDomain.domain)
@@ -362,7 +361,7 @@ def _parse_fields(
 
 
 def _optional_name(value: object, field: str) -> str | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if validation.is_blank(value):
         return None
     return validation.name(value, field)
 
@@ -433,6 +432,12 @@ def _import_settings(
         )
 
 
+def _entry_kind(entry: Mapping[str, Any], where: str) -> TemplateKind:
+    """A template's or domain's kind; campaign when the entry leaves it out, as the
+    commands and the console default to."""
+    return validation.choice(entry.get("kind", "campaign"), f"{where}.kind", TemplateKind)
+
+
 _RECORD_KEYS = {"host", "type", "value"}
 
 
@@ -460,7 +465,7 @@ def _import_templates(
         where = _where("dns_templates", index)
         _check_keys(entry, where, _TEMPLATE_KEYS)
         name = validation.name(entry.get("name"), f"{where}.name")
-        kind = validation.choice(entry.get("kind", "campaign"), f"{where}.kind", TemplateKind)
+        kind = _entry_kind(entry, where)
         records = _in_section(
             "dns_templates",
             index,
@@ -469,11 +474,7 @@ def _import_templates(
         description = entry.get("description")
         if description is not None:
             description = validation.multiline_text(description, f"{where}.description", 2000)
-        existing = session.scalars(
-            select(DnsTemplate).where(
-                DnsTemplate.kind == kind, DnsTemplate.name_key == name_key(name)
-            )
-        ).one_or_none()
+        existing = templates_service.find_template(session, kind, name)
         key = f"{kind.value}/{name}"
         if existing is None:
             _in_section(
@@ -493,7 +494,7 @@ def _import_templates(
                 Change("dns_templates", key, "create", {"records": [0, len(records)]})
             )
             continue
-        current = [(r.host, r.type, r.value) for r in existing.records]
+        current = record_triples(existing.records)
         diff: dict[str, Any] = {}
         if current != records:
             diff["records"] = [current, records]
@@ -538,7 +539,7 @@ def _upsert(
         wanted = _parse_fields(entry, where, specs)
         key = str(wanted[key_field])
         existing = session.scalars(
-            select(model).where(model.name_key == name_key(key))
+            select(model).where(name_matches(model, key_field, key))
         ).one_or_none()
         if existing is None:
             _in_section(section, index, partial(create, wanted))
@@ -640,7 +641,7 @@ def _import_domains(
         where = _where("sender_domains", index)
         _check_keys(entry, where, _DOMAIN_KEYS)
         name = validation.domain(entry.get("domain"), f"{where}.domain")
-        kind = validation.choice(entry.get("kind", "campaign"), f"{where}.kind", TemplateKind)
+        kind = _entry_kind(entry, where)
         status = validation.choice(
             entry.get("status", "approval_pending"), f"{where}.status", DomainStatus
         )
@@ -673,7 +674,7 @@ def _import_domains(
                 )
             continue
         user = session.scalars(
-            select(User).where(User.name_key == name_key(username))
+            select(User).where(name_matches(User, "username", username))
         ).one_or_none()
         if user is None:
             raise ValidationError(

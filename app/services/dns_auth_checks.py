@@ -12,7 +12,7 @@ import base64
 import binascii
 import functools
 import re
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,30 +111,58 @@ class _SpfWalk:
         return await self.count(records[0], depth + 1)
 
 
+async def _one_record(
+    lookup: DnsLookup,
+    domain: str,
+    host: str,
+    via: str | None,
+    check: str,
+    is_kind: Callable[[str], bool],
+    *,
+    missing: str,
+    multiple: Callable[[int], str],
+) -> str | CheckWarning:
+    """The one record of its kind at ``host``, or why there is not exactly one: each check
+    wants one record, and reports an unreadable, missing or repeated one alike."""
+    answer = await _txt(lookup, domain, host, via)
+    if answer.error is not None:
+        detail = (
+            f"The {check.upper()} record at {host} could not be read ({answer.error}); "
+            "verify again later."
+        )
+        return CheckWarning(check, host, "lookup_failed", detail)
+    records = [value for value in answer.values if is_kind(value)]
+    if not records:
+        return CheckWarning(check, host, "missing", missing)
+    if len(records) > 1:
+        return CheckWarning(check, host, "multiple", multiple(len(records)))
+    return records[0]
+
+
 async def _check_spf(
     lookup: DnsLookup, domain: str, host: str, via: str | None, settings: DnsExpectations | None
 ) -> list[CheckWarning]:
     warn = functools.partial(CheckWarning, "spf", host)
-    answer = await _txt(lookup, domain, host, via)
-    if answer.error is not None:
-        return [_lookup_warning("spf", host, "SPF", answer.error)]
-    records = [value for value in answer.values if is_spf(value)]
     include = settings.spf_include.strip() if settings is not None else ""
-    if not records:
-        example = f"v=spf1 {include} ~all" if include else "v=spf1 ... ~all"
-        detail = (
-            f"{host} publishes no SPF record; add TXT {host} {example!r} so receivers accept "
-            "mail sent for it."
-        )
-        return [warn("missing", detail)]
-    if len(records) > 1:
-        detail = (
-            f"{host} has {len(records)} SPF records, which receivers treat as a permanent "
-            "error; merge them into one v=spf1 record."
-        )
-        return [warn("multiple", detail)]
+    example = f"v=spf1 {include} ~all" if include else "v=spf1 ... ~all"
+    record = await _one_record(
+        lookup,
+        domain,
+        host,
+        via,
+        "spf",
+        is_spf,
+        missing=f"{host} publishes no SPF record; add TXT {host} {example!r} so receivers "
+        "accept mail sent for it.",
+        multiple=lambda count: (
+            f"{host} has {count} SPF records, which receivers treat as a permanent error; "
+            "merge them into one v=spf1 record."
+        ),
+    )
+    if isinstance(record, CheckWarning):
+        return [record]
     warnings: list[CheckWarning] = []
-    present = {_spf_term_key(term) for term in records[0].split()[1:]}
+    present = {_spf_term_key(term) for term in record.split()[1:]}
     absent = [term for term in include.split() if _spf_term_key(term) not in present]
     if absent:
         detail = (
@@ -143,7 +171,7 @@ async def _check_spf(
         )
         warnings.append(warn("no_include", detail))
     walk = _SpfWalk(lookup, seen={host})
-    lookups = await walk.count(records[0], 0)
+    lookups = await walk.count(record, 0)
     if lookups > MAX_SPF_LOOKUPS:
         amount = f"at least {lookups}" if walk.truncated else str(lookups)
         detail = (
@@ -211,23 +239,23 @@ async def _check_dkim(
     lookup: DnsLookup, domain: str, host: str, via: str | None, settings: DnsExpectations | None
 ) -> list[CheckWarning]:
     warn = functools.partial(CheckWarning, "dkim", host)
-    answer = await _txt(lookup, domain, host, via)
-    if answer.error is not None:
-        return [_lookup_warning("dkim", host, "DKIM", answer.error)]
-    keys = [v for v in answer.values if txt_kind(v) == "v=dkim1" or "p" in _tags(v)]
-    if not keys:
-        detail = (
-            f"No DKIM key is published at {host}; publish the delivery servers' key there so "
-            "receivers can verify signatures."
-        )
-        return [warn("missing", detail)]
-    if len(keys) > 1:
-        detail = (
-            f"{host} has {len(keys)} DKIM records, so verification is unpredictable; keep only "
+    key = await _one_record(
+        lookup,
+        domain,
+        host,
+        via,
+        "dkim",
+        lambda value: txt_kind(value) == "v=dkim1" or "p" in _tags(value),
+        missing=f"No DKIM key is published at {host}; publish the delivery servers' key there "
+        "so receivers can verify signatures.",
+        multiple=lambda count: (
+            f"{host} has {count} DKIM records, so verification is unpredictable; keep only "
             "the current key."
-        )
-        return [warn("multiple", detail)]
-    problem = _dkim_key_problem(keys[0])
+        ),
+    )
+    if isinstance(key, CheckWarning):
+        return [key]
+    problem = _dkim_key_problem(key)
     if problem is not None:
         code, what = problem
         detail = (
@@ -236,7 +264,7 @@ async def _check_dkim(
         )
         return [warn(code, detail)]
     configured = settings.dkim_public_key.strip() if settings is not None else ""
-    if configured and _key_of(configured) != _key_of(keys[0]):
+    if configured and _key_of(configured) != _key_of(key):
         detail = (
             f"The DKIM key at {host} is not the key in the DNS settings; publish the settings' "
             "key or update the settings to the key in use."
@@ -249,23 +277,23 @@ async def _check_dmarc(
     lookup: DnsLookup, domain: str, host: str, via: str | None
 ) -> list[CheckWarning]:
     warn = functools.partial(CheckWarning, "dmarc", host)
-    answer = await _txt(lookup, domain, host, via)
-    if answer.error is not None:
-        return [_lookup_warning("dmarc", host, "DMARC", answer.error)]
-    records = [value for value in answer.values if txt_kind(value) == "v=dmarc1"]
-    if not records:
-        detail = (
-            f"No DMARC record is published at {host}; add TXT {host} 'v=DMARC1; p=none;' so "
-            "receivers know the domain's policy."
-        )
-        return [warn("missing", detail)]
-    if len(records) > 1:
-        detail = (
-            f"{host} has {len(records)} DMARC records, so receivers ignore them all; keep only one."
-        )
-        return [warn("multiple", detail)]
+    record = await _one_record(
+        lookup,
+        domain,
+        host,
+        via,
+        "dmarc",
+        lambda value: txt_kind(value) == "v=dmarc1",
+        missing=f"No DMARC record is published at {host}; add TXT {host} 'v=DMARC1; p=none;' "
+        "so receivers know the domain's policy.",
+        multiple=lambda count: (
+            f"{host} has {count} DMARC records, so receivers ignore them all; keep only one."
+        ),
+    )
+    if isinstance(record, CheckWarning):
+        return [record]
     try:
-        dmarc_policy(records[0], "DMARC record")  # the rules the DNS settings' value obeys
+        dmarc_policy(record, "DMARC record")  # the rules the DNS settings' value obeys
     except ValidationError as exc:
         detail = (
             f"The DMARC record at {host} is not valid ({exc.reason.rstrip('.')}); publish e.g. "
@@ -273,15 +301,6 @@ async def _check_dmarc(
         )
         return [warn("invalid", detail)]
     return []
-
-
-def _lookup_warning(check: str, host: str, label: str, error: str) -> CheckWarning:
-    return CheckWarning(
-        check,
-        host,
-        "lookup_failed",
-        f"The {label} record at {host} could not be read ({error}); verify again later.",
-    )
 
 
 def _unique(names: Iterable[str]) -> list[str]:

@@ -104,6 +104,11 @@ def _problem(server: Server, exc: BaseException) -> str:
     return f"{where} sent an answer that could not be read"
 
 
+# Seconds one run may wait for an answer: a slow authoritative server still answers, a
+# dead one does not hold a bulk check for long.
+DEFAULT_TIMEOUT = 5.0
+
+
 class DnsLookup:
     """The questions of one run: where to ask, the shared sockets, and an answer cache."""
 
@@ -112,7 +117,7 @@ class DnsLookup:
         *,
         nameserver: Server | None = None,
         discovery: Discovery | None = None,
-        timeout: float = 5.0,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         if timeout <= 0:
             raise ValidationError("Timeout", "must be more than 0 seconds.")
@@ -326,7 +331,7 @@ class DnsLookup:
 
 
 async def find_authoritative_servers(
-    domain: str, *, discovery: Discovery | None = None, timeout: float = 5.0
+    domain: str, *, discovery: Discovery | None = None, timeout: float = DEFAULT_TIMEOUT
 ) -> tuple[str, list[Server]]:
     """The zone holding ``domain`` and the (address, port) of its authoritative servers."""
     name = validation.domain(domain, "Sender domain")

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from app.models import TemplateKind
 from app.services import validation
 from app.services.dns_auth_checks import auth_warnings
-from app.services.dns_lookup import Discovery, DnsLookup
+from app.services.dns_lookup import DEFAULT_TIMEOUT, Discovery, DnsLookup
 from app.services.dns_records import (
     DnsExpectations,
     DomainReport,
@@ -26,6 +26,7 @@ from app.services.dns_records import (
     RecordLike,
     RecordReport,
     expected_text,
+    record_triples,
     txt_kind,
 )
 from app.services.dns_settings import EffectiveDnsSettings, get_settings
@@ -285,7 +286,7 @@ async def verify_records(
     nameserver: Server | None = None,
     discovery: Discovery | None = None,
     settings: DnsExpectations | None = None,
-    timeout: float = 5.0,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> DomainReport:
     """Check that each record is published for ``domain``, plus SPF/DKIM/DMARC advice.
 
@@ -307,7 +308,7 @@ async def check_template_adhoc(
     *,
     discovery: Discovery | None = None,
     settings: DnsExpectations | None = None,
-    timeout: float = 5.0,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> DomainReport:
     """Check a template's rendered records for a domain that need not be stored
     (``postroom dns-check DOMAIN --template NAME``); nothing is written anywhere."""
@@ -341,7 +342,7 @@ def render_template_for_check(
     except NotFoundError:
         token = random_label()
     rendered = render_records(
-        [(r.host, r.type, r.value) for r in template.records],
+        record_triples(template.records),
         domain=name,
         kind=template.kind,
         settings=settings,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -33,6 +34,8 @@ __all__ = [
     "Status",
     "expected_text",
     "is_spf",
+    "record_dicts",
+    "record_triples",
     "txt_kind",
 ]
 
@@ -77,6 +80,16 @@ class DnsExpectations(Protocol):
 
     @property
     def dkim_public_key(self) -> str: ...
+
+
+def record_triples(records: Iterable[RecordLike]) -> list[tuple[str, str, str]]:
+    """Records as the ``(host, type, value)`` triples templates are compared and rendered in."""
+    return [(r.host, r.type, r.value) for r in records]
+
+
+def record_dicts(records: Iterable[RecordLike]) -> list[dict[str, str]]:
+    """Records as shown and exported: ``{"host", "type", "value"}`` each."""
+    return [{"host": r.host, "type": r.type, "value": r.value} for r in records]
 
 
 @dataclass(frozen=True)

@@ -352,12 +352,13 @@ def _check_templates_still_render(session: Session, settings: EffectiveDnsSettin
     reaches the administrator now instead of a user creating a domain later."""
     # Imported here: dns_templates needs this module's settings type at import time.
     from app.services import dns_templates
+    from app.services.dns_records import record_triples
 
     secret = dns_templates.installation_hash_secret(session)
     for template in dns_templates.list_templates(session):
         try:
             dns_templates.render_records(
-                [(r.host, r.type, r.value) for r in template.records],
+                record_triples(template.records),
                 domain=dns_templates.PREVIEW_DOMAIN,
                 kind=template.kind,
                 settings=settings,

@@ -39,6 +39,7 @@ from app.models import DnsTemplate, DnsTemplateRecord, Installation, TemplateKin
 from app.models.base import name_key, utcnow
 from app.models.database import is_unique_violation
 from app.services import audit, validation
+from app.services.dns_records import record_dicts, record_triples
 from app.services.dns_settings import EffectiveDnsSettings, get_settings
 from app.services.errors import ConcurrentEditError, ConflictError, NotFoundError, ValidationError
 
@@ -319,7 +320,8 @@ def list_templates(session: Session, kind: TemplateKind | str | None = None) -> 
     return list(session.scalars(query))
 
 
-def _find(session: Session, kind: TemplateKind, name: str) -> DnsTemplate | None:
+def find_template(session: Session, kind: TemplateKind, name: str) -> DnsTemplate | None:
+    """The ``kind`` template named ``name`` as names compare, or None."""
     # By the stored key, so case and Unicode rules are identical on every backend
     # (SQLite's lower() only folds ASCII; MariaDB's collation folds accents too).
     return session.scalars(
@@ -330,7 +332,7 @@ def _find(session: Session, kind: TemplateKind, name: str) -> DnsTemplate | None
 def get_template(session: Session, kind: TemplateKind | str, name: str) -> DnsTemplate:
     template_kind = _kind(kind)
     template_name = validation.name(name, "Template name")
-    template = _find(session, template_kind, template_name)
+    template = find_template(session, template_kind, template_name)
     if template is None:
         raise NotFoundError(f"{template_kind.value} DNS template", template_name)
     return template
@@ -347,16 +349,31 @@ def _description(value: object) -> str | None:
     return text or None
 
 
-def _check_renders(
-    session: Session, kind: TemplateKind, records: Sequence[tuple[str, str, str]]
-) -> None:
-    render_records(
+def render_with_current_settings(
+    session: Session,
+    records: Sequence[tuple[str, str, str]],
+    *,
+    domain: str,
+    kind: TemplateKind | str,
+    random_token: str,
+) -> list[RenderedRecord]:
+    """``render_records`` with this database's DNS settings and installation secret: the
+    records a domain created now would get."""
+    return render_records(
         records,
-        domain=PREVIEW_DOMAIN,
+        domain=domain,
         kind=kind,
         settings=get_settings(session),
         hash_secret=installation_hash_secret(session),
-        random_token=random_label(),
+        random_token=random_token,
+    )
+
+
+def _check_renders(
+    session: Session, kind: TemplateKind, records: Sequence[tuple[str, str, str]]
+) -> None:
+    render_with_current_settings(
+        session, records, domain=PREVIEW_DOMAIN, kind=kind, random_token=random_label()
     )
 
 
@@ -397,7 +414,7 @@ def create_template(
     template_name = validation.name(name, "Template name")
     triples = normalize_records(records, kind=template_kind)
     text = _description(description)
-    existing = _find(session, template_kind, template_name)
+    existing = find_template(session, template_kind, template_name)
     if existing is not None:
         raise ConflictError(
             f"A {template_kind.value} DNS template named {existing.name!r} already exists; "
@@ -450,7 +467,7 @@ def update_template(
                     f"The {template_kind.value} template {template.name!r} cannot be renamed: "
                     "it is used by every user group that selects no template."
                 )
-            clash = _find(session, template_kind, renamed)
+            clash = find_template(session, template_kind, renamed)
             if clash is not None and clash is not template:
                 raise ConflictError(
                     f"A {template_kind.value} DNS template named {clash.name!r} already "
@@ -459,7 +476,7 @@ def update_template(
     new_records: list[tuple[str, str, str]] | None = None
     if records is not None:
         triples = normalize_records(records, kind=template_kind)
-        if triples != [(r.host, r.type, r.value) for r in template.records]:
+        if triples != record_triples(template.records):
             _check_renders(session, template_kind, triples)
             new_records = triples
     text = _description(description) if description is not None else template.description
@@ -541,12 +558,11 @@ def preview(
 ) -> list[RenderedRecord]:
     """The records a new domain ``sample_domain`` would get now; nothing is stored."""
     template = get_template(session, kind, name)
-    return render_records(
-        [(r.host, r.type, r.value) for r in template.records],
+    return render_with_current_settings(
+        session,
+        record_triples(template.records),
         domain=sample_domain,
         kind=template.kind,
-        settings=get_settings(session),
-        hash_secret=installation_hash_secret(session),
         random_token=random_label(),
     )
 
@@ -557,7 +573,7 @@ def template_as_dict(template: DnsTemplate) -> dict[str, Any]:
         "name": template.name,
         "kind": template.kind.value,
         "description": template.description,
-        "records": [{"host": r.host, "type": r.type, "value": r.value} for r in template.records],
+        "records": record_dicts(template.records),
     }
 
 

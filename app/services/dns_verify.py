@@ -33,7 +33,7 @@ from app.models import DomainStatus, SenderDomain, SenderDomainRecord, TemplateK
 from app.models.base import utcnow
 from app.models.database import Database
 from app.services import audit, validation
-from app.services.dns_lookup import Discovery, DnsLookup
+from app.services.dns_lookup import DEFAULT_TIMEOUT, Discovery, DnsLookup
 from app.services.dns_record_checks import check_domain
 from app.services.dns_records import CheckWarning, DnsExpectations, DomainReport, ExpectedRecord
 from app.services.dns_settings import EffectiveDnsSettings, get_settings
@@ -55,6 +55,7 @@ ProgressCallback = Callable[[int, int, DomainReport], None]
 
 _WRITE_BATCH = 100  # domains stored per write transaction during a bulk check
 _QUERY_CHUNK = 500  # names per IN (...) list, well below every backend's parameter limit
+DEFAULT_CONCURRENCY = 50  # domains checked at once by a bulk check
 
 
 @dataclass(frozen=True)
@@ -262,7 +263,7 @@ async def verify_sender_domain(
     *,
     nameserver: Server | None = None,
     discovery: Discovery | None = None,
-    timeout: float = 5.0,
+    timeout: float = DEFAULT_TIMEOUT,
     actor: str | None = None,
 ) -> DomainReport:
     """Check a stored domain's records and store the result (the "Verify DNS Records" button).
@@ -386,12 +387,12 @@ async def verify_many(
     domains: Sequence[str | tuple[str, TemplateKind | str]],
     *,
     kind: TemplateKind | str = TemplateKind.CAMPAIGN,
-    concurrency: int = 50,
+    concurrency: int = DEFAULT_CONCURRENCY,
     progress: ProgressCallback | None = None,
     nameserver: Server | None = None,
     discovery: Discovery | None = None,
     cancel: asyncio.Event | None = None,
-    timeout: float = 5.0,
+    timeout: float = DEFAULT_TIMEOUT,
     actor: str | None = None,
 ) -> list[DomainReport]:
     """Verify many stored domains, at most ``concurrency`` at a time, storing as they finish.
@@ -444,12 +445,12 @@ async def verify_many(
 async def recheck_enabled_once(
     db: Database,
     *,
-    concurrency: int = 50,
+    concurrency: int = DEFAULT_CONCURRENCY,
     progress: ProgressCallback | None = None,
     nameserver: Server | None = None,
     discovery: Discovery | None = None,
     cancel: asyncio.Event | None = None,
-    timeout: float = 5.0,
+    timeout: float = DEFAULT_TIMEOUT,
     actor: str | None = None,
 ) -> list[DomainReport]:
     """Re-verify every enabled domain once; returns the reports of those whose records broke."""
@@ -477,10 +478,10 @@ async def recheck_enabled(
     interval_seconds: float,
     stop: asyncio.Event | None = None,
     on_broken: Callable[[list[DomainReport]], None] | None = None,
-    concurrency: int = 50,
+    concurrency: int = DEFAULT_CONCURRENCY,
     nameserver: Server | None = None,
     discovery: Discovery | None = None,
-    timeout: float = 5.0,
+    timeout: float = DEFAULT_TIMEOUT,
     actor: str | None = None,
 ) -> None:
     """Run :func:`recheck_enabled_once` every ``interval_seconds`` until ``stop`` is set."""

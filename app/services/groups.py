@@ -18,21 +18,15 @@ from app.models import (
     User,
     UserGroup,
 )
-from app.models.base import name_key
 from app.models.delivery import DEFAULT_SENDER_DOMAIN_MONTHLY_LIMIT
-from app.services import audit, validation
-from app.services.coerce import (
-    FieldSpec,
-    apply_fields,
-    boolean,
-    check_version,
-    ensure_unique,
-    flush,
-    get_by_name,
-)
+from app.services import validation
+from app.services.coerce import FieldSpec, NamedEntity, apply_fields, boolean, require
+from app.services.dns_templates import find_template
 from app.services.errors import ConflictError, ValidationError
+from app.services.servers import SERVERS
 
 ENTITY = "user group"
+GROUPS = NamedEntity(UserGroup, "name", ENTITY, "user_group")
 
 # Reference names of the channel settings, as the console labels them.
 CHANNEL_LABELS = {
@@ -114,34 +108,20 @@ def list_groups(session: Session) -> Sequence[UserGroup]:
 
 
 def get_group(session: Session, name: str) -> UserGroup:
-    return get_by_name(session, UserGroup, "name", name, ENTITY)
+    return GROUPS.get(session, name)
 
 
 def _resolve_server(session: Session, value: object, label: str) -> DeliveryServer | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    server_name = validation.name(value, label)
-    server = session.scalars(
-        select(DeliveryServer).where(DeliveryServer.name_key == name_key(server_name))
-    ).one_or_none()
-    if server is None:
-        raise ValidationError(
-            label, f"no delivery server named {server_name!r}; create it first or pick another."
-        )
-    return server
+    return None if validation.is_blank(value) else SERVERS.reference(session, value, label)
 
 
 def _resolve_template(
     session: Session, value: object, label: str, kind: TemplateKind
 ) -> DnsTemplate | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if validation.is_blank(value):
         return None
     template_name = validation.name(value, label)
-    template = session.scalars(
-        select(DnsTemplate).where(
-            DnsTemplate.kind == kind, DnsTemplate.name_key == name_key(template_name)
-        )
-    ).one_or_none()
+    template = find_template(session, kind, template_name)
     if template is None:
         raise ValidationError(
             label, f"no {kind.value} DNS template named {template_name!r}; create it first."
@@ -181,22 +161,10 @@ def _apply(session: Session, group: UserGroup, values: Mapping[str, object]) -> 
     return diff
 
 
-def _ensure_unique_name(session: Session, name: str, exclude_id: int | None = None) -> None:
-    ensure_unique(
-        session,
-        UserGroup,
-        "name",
-        name,
-        f"A user group named {name!r} already exists; choose another name.",
-        exclude_id=exclude_id,
-    )
-
-
 def create_group(
     session: Session, values: Mapping[str, object], *, actor: str | None = None
 ) -> UserGroup:
-    if values.get("name") in (None, ""):
-        raise ValidationError("Name", "is required.")
+    require(values, {"name": FIELDS["name"].label})
     group = UserGroup(
         sender_domain_management=False,
         default_sender_domain_enabled=False,
@@ -205,10 +173,9 @@ def create_group(
         perm_gateway_manage_domain=False,
     )
     _apply(session, group, values)
-    _ensure_unique_name(session, group.name)
+    GROUPS.ensure_unique(session, group.name)
     session.add(group)
-    flush(session, ENTITY, group.name)
-    audit.record(session, "create", "user_group", group.name, group_as_dict(group), actor=actor)
+    GROUPS.save(session, "create", group.name, lambda: group_as_dict(group), actor=actor)
     return group
 
 
@@ -220,14 +187,12 @@ def update_group(
     expected_version: int | None = None,
     actor: str | None = None,
 ) -> UserGroup:
-    group = get_group(session, name)
-    check_version(group.version, expected_version, ENTITY, name)
+    group = GROUPS.get_for_change(session, name, expected_version)
     diff = _apply(session, group, changes)
     if "name" in diff:
-        _ensure_unique_name(session, group.name, exclude_id=group.id)
+        GROUPS.ensure_unique(session, group.name, exclude_id=group.id)
     if diff:
-        flush(session, ENTITY, name)
-        audit.record(session, "update", "user_group", group.name, diff, actor=actor)
+        GROUPS.save(session, "update", group.name, diff, actor=actor, asked_as=name)
     return group
 
 
@@ -239,8 +204,7 @@ def delete_group(session: Session, name: str, *, actor: str | None = None) -> No
             f"User group {name!r} still has {members} user(s); move them to another group first."
         )
     session.delete(group)
-    flush(session, ENTITY, name)
-    audit.record(session, "delete", "user_group", name, actor=actor)
+    GROUPS.save(session, "delete", name, actor=actor)
 
 
 def server_for(group: UserGroup, channel: Channel) -> DeliveryServer | None:

@@ -167,6 +167,11 @@ def _window_frees_on(session: Session, user_id: int, day: date, needed: int) -> 
     return None
 
 
+def _fits(sent: int, number: int, limit: int | None) -> bool:
+    """A batch must fit entirely; reaching the limit exactly is allowed."""
+    return limit is None or sent + number <= limit
+
+
 def check_can_send(
     session: Session,
     user_id: int,
@@ -185,29 +190,36 @@ def check_can_send(
     day = current.as_of
     who = f"User {current.username} of group {current.group}"
 
-    if current.lifetime_limit is not None and current.lifetime + number > current.lifetime_limit:
-        raise LimitExceeded(
+    # From the limit that resets last to the soonest.
+    counters = (
+        (
             "lifetime",
-            f"{who} has sent {current.lifetime} of the lifetime limit of "
-            f"{current.lifetime_limit} emails and {number} more would exceed it; this limit "
-            "never resets, so raise the Lifetime Email Limit in the group's Limits.",
-        )
-    if current.monthly_limit is not None and current.this_month + number > current.monthly_limit:
-        raise LimitExceeded(
+            current.lifetime,
+            current.lifetime_limit,
+            "this limit never resets, so raise the Lifetime Email Limit in the group's Limits.",
+        ),
+        (
             "monthly",
-            f"{who} has sent {current.this_month} of the monthly limit of "
-            f"{current.monthly_limit} emails and {number} more would exceed it; the count "
-            f"starts again on {_next_month(day).isoformat()} (UTC), or raise the Monthly "
-            "Email Limit in the group's Limits.",
-        )
-    if current.daily_limit is not None and current.today + number > current.daily_limit:
-        raise LimitExceeded(
+            current.this_month,
+            current.monthly_limit,
+            f"the count starts again on {_next_month(day).isoformat()} (UTC), or raise the "
+            "Monthly Email Limit in the group's Limits.",
+        ),
+        (
             "daily",
-            f"{who} has sent {current.today} of the daily limit of {current.daily_limit} "
-            f"emails and {number} more would exceed it; the count starts again at 00:00 UTC "
-            f"on {(day + timedelta(days=1)).isoformat()}, or raise the Daily Email Limit in "
-            "the group's Limits.",
-        )
+            current.today,
+            current.daily_limit,
+            f"the count starts again at 00:00 UTC on {(day + timedelta(days=1)).isoformat()}, "
+            "or raise the Daily Email Limit in the group's Limits.",
+        ),
+    )
+    for kind, sent, limit, remedy in counters:
+        if not _fits(sent, number, limit):
+            raise LimitExceeded(
+                kind,
+                f"{who} has sent {sent} of the {kind} limit of {limit} emails and {number} "
+                f"more would exceed it; {remedy}",
+            )
     if via_default_domain:
         user = _load_user(session, user_id)
         if not user.group.default_sender_domain_enabled:
@@ -217,7 +229,7 @@ def check_can_send(
                 "verified sender domain."
             )
         limit = current.default_domain_limit
-        if limit is not None and current.default_domain_30d + number > limit:
+        if limit is not None and not _fits(current.default_domain_30d, number, limit):
             frees_on = (
                 _window_frees_on(session, user_id, day, current.default_domain_30d + number - limit)
                 if number <= limit

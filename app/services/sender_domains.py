@@ -36,13 +36,12 @@ from app.models import (
     UserGroup,
 )
 from app.services import audit, coerce, validation
-from app.services.dns_settings import get_settings
+from app.services.dns_records import record_dicts, record_triples
 from app.services.dns_templates import (
     DEFAULT_TEMPLATE_NAME,
     get_template,
-    installation_hash_secret,
     random_label,
-    render_records,
+    render_with_current_settings,
 )
 from app.services.errors import (
     ConcurrentEditError,
@@ -146,15 +145,10 @@ def create_sender_domain(
 
     template = _template_for(session, group, domain_kind)
     token = random_label()
-    template_records = [(r.host, r.type, r.value) for r in template.records] if template else []
+    template_records = record_triples(template.records) if template else []
     rendered = (
-        render_records(
-            template_records,
-            domain=name,
-            kind=domain_kind,
-            settings=get_settings(session),
-            hash_secret=installation_hash_secret(session),
-            random_token=token,
+        render_with_current_settings(
+            session, template_records, domain=name, kind=domain_kind, random_token=token
         )
         if template_records
         else []
@@ -306,9 +300,7 @@ def domain_as_dict(sender_domain: SenderDomain) -> dict[str, Any]:
         "status": sender_domain.status.value,
         "user": sender_domain.user.username,
         "template": sender_domain.template_name,
-        "records": [
-            {"host": r.host, "type": r.type, "value": r.value} for r in sender_domain.records
-        ],
+        "records": record_dicts(sender_domain.records),
         "created_at": _iso(sender_domain.created_at),
         "verified_at": _iso(sender_domain.verified_at),
     }

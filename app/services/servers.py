@@ -10,19 +10,12 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from app.models import DeliveryServer, Encryption, UserGroup
-from app.services import audit, validation
-from app.services.coerce import (
-    FieldSpec,
-    apply_fields,
-    boolean,
-    check_version,
-    ensure_unique,
-    flush,
-    get_by_name,
-)
+from app.services import validation
+from app.services.coerce import FieldSpec, NamedEntity, apply_fields, boolean, require
 from app.services.errors import ConflictError, ValidationError
 
 ENTITY = "delivery server"
+SERVERS = NamedEntity(DeliveryServer, "name", ENTITY, "delivery_server")
 
 
 class PasswordCipher(Protocol):
@@ -109,18 +102,7 @@ def list_servers(session: Session) -> Sequence[DeliveryServer]:
 
 
 def get_server(session: Session, name: str) -> DeliveryServer:
-    return get_by_name(session, DeliveryServer, "name", name, ENTITY)
-
-
-def _ensure_unique_name(session: Session, name: str, exclude_id: int | None = None) -> None:
-    ensure_unique(
-        session,
-        DeliveryServer,
-        "name",
-        name,
-        f"A delivery server named {name!r} already exists; choose another name.",
-        exclude_id=exclude_id,
-    )
+    return SERVERS.get(session, name)
 
 
 _UNSET: Any = object()
@@ -135,9 +117,7 @@ def create_server(
     actor: str | None = None,
 ) -> DeliveryServer:
     """Validate and add a server; ``password`` is encrypted with ``cipher`` (the vault)."""
-    for required in ("name", "host"):
-        if values.get(required) in (None, ""):
-            raise ValidationError(FIELDS[required].label, "is required.")
+    require(values, {key: FIELDS[key].label for key in ("name", "host")})
     server = DeliveryServer(
         port=587,
         encryption=Encryption.TLS,
@@ -152,19 +132,17 @@ def create_server(
     if changes.get("username") and "auth_enabled" not in changes:
         changes["auth_enabled"] = True  # giving a username means the server authenticates
     apply_fields(server, changes, FIELDS, ENTITY)
-    _ensure_unique_name(session, server.name)
+    SERVERS.ensure_unique(session, server.name)
     if password is not None:
         server.auth_enabled = True if server.username else server.auth_enabled
         _set_password(server, password, cipher)
     _check_consistency(server)
     session.add(server)
-    flush(session, ENTITY, server.name)
-    audit.record(
+    SERVERS.save(
         session,
         "create",
-        "delivery_server",
         server.name,
-        {**server_as_dict(server), "password": "<set>" if password else None},
+        lambda: {**server_as_dict(server), "password": "<set>" if password else None},
         actor=actor,
     )
     return server
@@ -181,18 +159,16 @@ def update_server(
     actor: str | None = None,
 ) -> DeliveryServer:
     """Apply ``changes``; pass ``password=None`` to remove the stored password."""
-    server = get_server(session, name)
-    check_version(server.version, expected_version, ENTITY, name)
+    server = SERVERS.get_for_change(session, name, expected_version)
     diff = apply_fields(server, changes, FIELDS, ENTITY)
     if "name" in diff:
-        _ensure_unique_name(session, server.name, exclude_id=server.id)
+        SERVERS.ensure_unique(session, server.name, exclude_id=server.id)
     if password is not _UNSET:
         _set_password(server, password, cipher)
         diff["password"] = "<changed>"
     _check_consistency(server)
     if diff:
-        flush(session, ENTITY, name)
-        audit.record(session, "update", "delivery_server", server.name, diff, actor=actor)
+        SERVERS.save(session, "update", server.name, diff, actor=actor, asked_as=name)
     return server
 
 
@@ -221,8 +197,7 @@ def delete_server(session: Session, name: str, *, actor: str | None = None) -> N
             "assign another server there first."
         )
     session.delete(server)
-    flush(session, ENTITY, name)
-    audit.record(session, "delete", "delivery_server", name, actor=actor)
+    SERVERS.save(session, "delete", name, actor=actor)
 
 
 def decrypt_password(server: DeliveryServer, cipher: PasswordCipher) -> str | None:
@@ -270,7 +245,7 @@ def server_rows(session: Session) -> list[dict[str, Any]]:
     group channel that uses the server), ``allocation_text`` ("UserGroup1: M T" or
     "Not Allocated"), and ``failed_stage`` / ``hint`` of a failed last test (else None).
     """
-    # Imported here: routing builds on groups and users, which build on nothing here.
+    # Imported here: routing builds on groups, which build on this module.
     from app.services import routing
 
     badges = routing.allocation_badges(session)

@@ -11,20 +11,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
 from app.models import SenderDomain, User, UserGroup
-from app.models.base import name_key
-from app.services import audit, coerce, limits, validation
-from app.services.coerce import (
-    FieldSpec,
-    apply_fields,
-    boolean,
-    check_version,
-    ensure_unique,
-    flush,
-    get_by_name,
-)
-from app.services.errors import ValidationError
+from app.services import coerce, limits, validation
+from app.services.coerce import FieldSpec, NamedEntity, apply_fields, boolean, require
+from app.services.groups import GROUPS
 
 ENTITY = "user"
+USERS = NamedEntity(User, "username", ENTITY, "user")
 
 FIELDS: dict[str, FieldSpec] = {
     "username": FieldSpec("Username", validation.username),
@@ -41,47 +33,25 @@ def list_users(session: Session, *, group: str | None = None) -> Sequence[User]:
 
 
 def get_user(session: Session, username: str) -> User:
-    return get_by_name(session, User, "username", username, ENTITY)
+    return USERS.get(session, username)
 
 
 def _resolve_group(session: Session, value: object) -> UserGroup:
-    group_name = validation.name(value, "User group")
-    group = session.scalars(
-        select(UserGroup).where(UserGroup.name_key == name_key(group_name))
-    ).one_or_none()
-    if group is None:
-        raise ValidationError(
-            "User group", f"no user group named {group_name!r}; create it first or pick another."
-        )
-    return group
-
-
-def _ensure_unique(session: Session, username: str, exclude_id: int | None = None) -> None:
-    ensure_unique(
-        session,
-        User,
-        "username",
-        username,
-        f"A user named {username!r} already exists; choose another username.",
-        exclude_id=exclude_id,
-    )
+    return GROUPS.reference(session, value, "User group")
 
 
 def create_user(
     session: Session, values: Mapping[str, object], *, actor: str | None = None
 ) -> User:
-    for key, label in (("username", "Username"), ("email", "Email"), ("group", "User group")):
-        if values.get(key) in (None, ""):
-            raise ValidationError(label, "is required.")
+    require(values, {"username": "Username", "email": "Email", "group": "User group"})
     changes = dict(values)
     group = _resolve_group(session, changes.pop("group"))
     user = User(is_active=True)
     apply_fields(user, changes, FIELDS, ENTITY)
-    _ensure_unique(session, user.username)
+    USERS.ensure_unique(session, user.username)
     user.group = group
     session.add(user)
-    flush(session, ENTITY, user.username)
-    audit.record(session, "create", "user", user.username, user_as_dict(user), actor=actor)
+    USERS.save(session, "create", user.username, lambda: user_as_dict(user), actor=actor)
     return user
 
 
@@ -93,19 +63,17 @@ def update_user(
     expected_version: int | None = None,
     actor: str | None = None,
 ) -> User:
-    user = get_user(session, username)
-    check_version(user.version, expected_version, ENTITY, username)
+    user = USERS.get_for_change(session, username, expected_version)
     pending = dict(changes)
     group = _resolve_group(session, pending.pop("group")) if "group" in pending else None
     diff = apply_fields(user, pending, FIELDS, ENTITY)
     if "username" in diff:
-        _ensure_unique(session, user.username, exclude_id=user.id)
+        USERS.ensure_unique(session, user.username, exclude_id=user.id)
     if group is not None and group.id != user.group_id:
         diff["group"] = [user.group.name, group.name]
         user.group = group
     if diff:
-        flush(session, ENTITY, username)
-        audit.record(session, "update", "user", user.username, diff, actor=actor)
+        USERS.save(session, "update", user.username, diff, actor=actor, asked_as=username)
     return user
 
 
@@ -114,8 +82,7 @@ def delete_user(session: Session, username: str, *, actor: str | None = None) ->
     user = get_user(session, username)
     domains = [d.domain for d in user.sender_domains]
     session.delete(user)
-    flush(session, ENTITY, username)
-    audit.record(session, "delete", "user", username, {"sender_domains": domains}, actor=actor)
+    USERS.save(session, "delete", username, {"sender_domains": domains}, actor=actor)
 
 
 def user_as_dict(user: User) -> dict[str, Any]:

@@ -285,6 +285,11 @@ def hostname(value: object, field: str = "Host", *, allow_ip: bool = True) -> st
     return ascii_name
 
 
+def is_blank(value: object) -> bool:
+    """What an optional field treats as not given: nothing, or only white space."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
 def domain(value: object, field: str = "Domain") -> str:
     """A mail domain: at least two labels, never an IP address; returned in ASCII form."""
     ascii_name = hostname(value, field, allow_ip=False)
@@ -294,7 +299,7 @@ def domain(value: object, field: str = "Domain") -> str:
 
 
 def optional_domain(value: object, field: str) -> str | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if is_blank(value):
         return None
     return domain(value, field)
 
@@ -358,7 +363,7 @@ def bounded_int(
 
 def optional_limit(value: object, field: str) -> int | None:
     """A limit where empty or 0 means unlimited (stored as None)."""
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if is_blank(value):
         return None
     number = bounded_int(value, field, minimum=0)
     return number or None
@@ -429,7 +434,7 @@ def email_address(value: object, field: str = "Email") -> str:
 
 
 def optional_email(value: object, field: str) -> str | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if is_blank(value):
         return None
     return email_address(value, field)
 

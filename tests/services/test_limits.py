@@ -299,3 +299,28 @@ def test_user_rows_take_the_same_queries_for_any_number_of_users(database: Datab
     with database.session() as session:
         counts = {row["username"]: row["domain_count"] for row in users.user_rows(session)}
     assert counts["user0"] == 0 and counts["user11"] == 1
+
+
+def test_each_counter_is_refused_with_its_own_sentence(sqlite_database: Database) -> None:
+    """The three counters share one check and one sentence, each with its own remedy;
+    the one that resets last is named first."""
+    with sqlite_database.transaction() as session:
+        user_id = add_user(
+            session, lifetime_email_limit=10, monthly_email_limit=8, daily_email_limit=6
+        )
+        record_sent(session, user_id, 6, today=DAY)
+        refusals = {}
+        for count in (5, 3, 1):
+            with pytest.raises(LimitExceeded) as caught:
+                check_can_send(session, user_id, count, today=DAY)
+            refusals[caught.value.limit] = str(caught.value)
+    who = "User alice of group Senders has sent 6 of the"
+    assert refusals == {
+        "lifetime": f"{who} lifetime limit of 10 emails and 5 more would exceed it; this limit "
+        "never resets, so raise the Lifetime Email Limit in the group's Limits.",
+        "monthly": f"{who} monthly limit of 8 emails and 3 more would exceed it; the count "
+        "starts again on 2026-04-01 (UTC), or raise the Monthly Email Limit in the group's "
+        "Limits.",
+        "daily": f"{who} daily limit of 6 emails and 1 more would exceed it; the count starts "
+        "again at 00:00 UTC on 2026-03-15, or raise the Daily Email Limit in the group's Limits.",
+    }

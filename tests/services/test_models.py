@@ -17,7 +17,10 @@ from app.models import (
     Installation,
     TemplateKind,
     TestStatus,
+    User,
+    UserGroup,
 )
+from app.models.base import name_key
 from app.models.database import Database
 
 
@@ -100,3 +103,15 @@ def test_schema_head_constant_matches_migrations(sqlite_url: str) -> None:
     db = Database(sqlite_url)
     assert database_module.schema_revision(db.engine) == database_module.SCHEMA_HEAD
     db.dispose()
+
+
+@pytest.mark.parametrize(
+    ("model", "column"),
+    [(DeliveryServer, "name"), (UserGroup, "name"), (User, "username"), (DnsTemplate, "name")],
+)
+def test_every_named_model_keeps_its_name_key_with_its_name(model: type, column: str) -> None:
+    """One validator (base.keeps_name_key) for every named table: set and renamed alike."""
+    row = model(**{column: "ﬁLE"})
+    assert row.name_key == name_key("ﬁLE") == "file"
+    setattr(row, column, "Straße")
+    assert row.name_key == "strasse"
