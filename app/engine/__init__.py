@@ -1,0 +1,1 @@
+"""The send engine: the queue, message building and delivery (no Qt)."""
