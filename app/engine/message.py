@@ -48,11 +48,11 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP, Policy
-from email.utils import formatdate
+from email.utils import format_datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -173,6 +173,10 @@ class PreparedHeader(str):
         header.wire = wire
         return header
 
+    def __reduce__(self) -> tuple[type[PreparedHeader], tuple[str, str, str]]:
+        # copy.deepcopy and pickle would otherwise call __new__ with the value alone.
+        return (PreparedHeader, (self.name, str(self), self.wire))
+
     def fold(self, *, policy: Policy) -> str:
         linesep = policy.linesep
         return self.wire if linesep == _CRLF else self.wire.replace(_CRLF, linesep)
@@ -257,7 +261,11 @@ class BuiltMessage:
 
     @property
     def message(self) -> EmailMessage:
-        """The message as an ``EmailMessage`` (policy SMTP), made on first use."""
+        """The message as an ``EmailMessage`` (policy SMTP), made on first use.
+
+        Its header values are the rendered ``PreparedHeader`` strings, not the registry's
+        structured objects; parse ``as_bytes()`` when addresses are needed as objects.
+        """
         if self._message is None:
             self._message = self._make_message()
         return self._message
@@ -292,9 +300,14 @@ def _identifier(value: object, field: str) -> int:
 
 
 def _body_text(value: object, field: str, max_length: int = MAX_BODY) -> str | None:
+    """A body, header or footer: any text UTF-8 can carry (quoted-printable encodes it)."""
     if value is None or value == "":
         return None
-    text = validation.multiline_text(value, field, max_length)
+    if not isinstance(value, str):
+        raise ValidationError(field, f"expected text, got {type(value).__name__}.")
+    if len(value) > max_length:
+        raise ValidationError(field, f"must be at most {max_length} characters.")
+    text = value
     try:
         text.encode(CHARSET)
     except UnicodeEncodeError:
@@ -652,11 +665,11 @@ _date_cache: tuple[int, PreparedHeader] = (-1, _plain_header("Date", ""))
 def _date_header(now: datetime | None) -> PreparedHeader:
     global _date_cache
     if now is not None:
-        return _plain_header("Date", formatdate(now.timestamp(), usegmt=True))
+        return _plain_header("Date", format_datetime(now.astimezone(UTC)))
     second = int(time.time())
     cached_second, header = _date_cache
     if cached_second != second:  # thousands of messages a second share one Date
-        header = _plain_header("Date", formatdate(second, usegmt=True))
+        header = _plain_header("Date", format_datetime(datetime.fromtimestamp(second, UTC)))
         _date_cache = (second, header)
     return header
 

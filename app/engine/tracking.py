@@ -12,7 +12,7 @@ Decisions:
   so the redirect needs no database and no copy of the campaign's HTML:
   ``base64url(payload) "." base64url(mac)``, 16 bytes of MAC.
 * Addresses (VERP bounce addresses and the unsubscribe mailto) must survive mail systems
-  that lower-case local parts, so their tags are lower-case base32 and compared
+  that lower-case local parts, so their tags are hexadecimal and compared
   case-insensitively. A VERP address names the item and, when it fits in the 64 octets
   RFC 5321 allows a local part, the recipient (``bounce-<item>-<tag>-<local>=<domain>``);
   otherwise only the item (``bounce-<item>-<tag>``), which the queue maps to its recipient.
@@ -33,7 +33,7 @@ from enum import StrEnum
 from app.services.errors import ValidationError
 
 TOKEN_MAC_BYTES = 16
-ADDRESS_TAG_BYTES = 5  # 8 base32 characters: 40 bits, enough to make forging a bounce pointless
+ADDRESS_TAG_BYTES = 5  # 10 hex digits: 40 bits, enough to make forging a bounce pointless
 MIN_KEY_BYTES = 16
 MAX_KEY_BYTES = 64  # BLAKE2b's key size
 MAX_TOKEN_LENGTH = 16_384  # a token is read from a URL path: refuse absurd input early
@@ -41,8 +41,8 @@ MAX_LOCAL_PART = 64  # RFC 5321 4.5.3.1.1
 VERP_PREFIX = "bounce-"
 UNSUBSCRIBE_PREFIX = "unsub-"
 _KEY_PURPOSE = b"postroom/tracking/v1"
-_VERP_LOCAL = re.compile(r"bounce-([0-9]{1,19})-([a-z2-7]{8})(?:-(.+)=([^=]+))?", re.IGNORECASE)
-_UNSUBSCRIBE_LOCAL = re.compile(r"unsub-([0-9]{1,19})-([0-9]{1,19})-([a-z2-7]{8})", re.IGNORECASE)
+_VERP_LOCAL = re.compile(r"bounce-([0-9]{1,19})-([0-9a-f]{10})(?:-(.+)=([^=]+))?", re.IGNORECASE)
+_UNSUBSCRIBE_LOCAL = re.compile(r"unsub-([0-9]{1,19})-([0-9]{1,19})-([0-9a-f]{10})", re.IGNORECASE)
 
 
 class TokenKind(StrEnum):
@@ -117,8 +117,7 @@ def _unb64(text: str) -> bytes:
 
 
 def _tag(key: TrackingKey, purpose: bytes, data: bytes) -> str:
-    mac = _mac(key, purpose, data, ADDRESS_TAG_BYTES)
-    return base64.b32encode(mac).decode("ascii").lower()
+    return _mac(key, purpose, data, ADDRESS_TAG_BYTES).hex()
 
 
 def _refused(field_name: str) -> ValidationError:
