@@ -49,6 +49,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.errors import MessageError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP, Policy
@@ -289,10 +290,6 @@ class BuiltMessage:
 # ---------------------------------------------------------------- checks
 
 
-def _header_text(value: object, field: str, max_length: int) -> str:
-    return validation.header_value(value, field, max_length)
-
-
 def _identifier(value: object, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValidationError(field, f"must be a whole number of 0 or more, got {value!r}.")
@@ -307,14 +304,13 @@ def _body_text(value: object, field: str, max_length: int = MAX_BODY) -> str | N
         raise ValidationError(field, f"expected text, got {type(value).__name__}.")
     if len(value) > max_length:
         raise ValidationError(field, f"must be at most {max_length} characters.")
-    text = value
     try:
-        text.encode(CHARSET)
+        value.encode(CHARSET)
     except UnicodeEncodeError:
         raise ValidationError(
             field, "contains characters that cannot be written as UTF-8; paste the text again."
         ) from None
-    return _NEWLINES.sub("\n", text)
+    return _NEWLINES.sub("\n", value)
 
 
 @lru_cache(maxsize=4096)
@@ -436,7 +432,7 @@ def _stock_header(name: str, value: Any, field: str) -> PreparedHeader:
     try:
         header = SMTP.header_factory(name, value)
         wire = header.fold(policy=SMTP)
-    except (ValueError, TypeError, IndexError) as exc:
+    except (MessageError, ValueError, TypeError, IndexError) as exc:
         raise ValidationError(field, f"cannot be written as a mail header ({exc}).") from None
     if header.defects:
         raise ValidationError(field, f"is not a valid {name} header ({header.defects[0]}).")
@@ -526,7 +522,7 @@ class PreparedCampaign:
         self._marketing = channel is Channel.MARKETING
         sender_email = validation.email_address(content.from_email, "From email")
         sender_name = _optional_line(content.from_name, "From name", 200)
-        subject = _header_text(content.subject, "Subject", MAX_SUBJECT)
+        subject = validation.header_value(content.subject, "Subject", MAX_SUBJECT)
         self._hosts = _hosts(channel, sender_email.rpartition("@")[2], server, domain)
         self._from = _from_headers(sender_email, sender_name, server)
         self._subject = _stock_header("Subject", subject, "Subject")
@@ -651,7 +647,7 @@ def _from_headers(
 def _optional_line(value: object, field: str, max_length: int) -> str | None:
     if value is None:
         return None
-    return _header_text(value, field, max_length) or None
+    return validation.header_value(value, field, max_length) or None
 
 
 def _plain_header(name: str, value: str) -> PreparedHeader:
@@ -774,14 +770,12 @@ def cname_roles(
     the first plain CNAME whose first label starts with the track prefix is the tracking
     host and the first other plain CNAME the MFROM host.
     """
-    suffix = "." + domain.lower()
+    apex = domain.lower().rstrip(".")
+    cnames = [host.lower().rstrip(".") for host, rtype in records if rtype.upper() == "CNAME"]
     plain = [
-        host.lower().rstrip(".")
-        for host, rtype in records
-        if rtype.upper() == "CNAME"
-        and (
-            host.lower().rstrip(".") == domain.lower() or host.lower().rstrip(".").endswith(suffix)
-        )
+        host
+        for host in cnames
+        if (host == apex or host.endswith("." + apex))
         and not any(label.startswith("_") for label in host.split("."))
     ]
     prefix = settings.campaign_track_prefix.lower() if settings else "track"
@@ -789,9 +783,9 @@ def cname_roles(
     tracking: str | None = None
     if settings is not None:
         sub = settings.campaign_subdomain.lower()
-        expected_mfrom = f"{sub}.{domain.lower()}" if sub else domain.lower()
+        expected_mfrom = f"{sub}.{apex}" if sub else apex
         first = settings.campaign_track_merge.join(p for p in (prefix, sub) if p)
-        expected_tracking = f"{first}.{domain.lower()}" if first else None
+        expected_tracking = f"{first}.{apex}" if first else None
         mfrom = expected_mfrom if expected_mfrom in plain else None
         tracking = expected_tracking if expected_tracking in plain else None
     if tracking is None and prefix:
