@@ -4,10 +4,10 @@ Decisions:
 
 * Everything a tracking or bounce server later trusts is signed with keyed BLAKE2b (a MAC
   by design, RFC 7693; a quarter of HMAC-SHA256's cost, and a message has several tags)
-  under the installation's tracking key, so nobody can forge a click (an open redirect), an open, an
-  unsubscribe or a bounce for somebody else's recipient. The key is derived from the
-  installation secret with a purpose label, so it is never the secret that keys
-  ``_SenderDomainHash_`` itself.
+  under the installation's tracking key, so nobody can forge a click (an open redirect),
+  an open, an unsubscribe or a bounce for somebody else's recipient. The key is derived
+  from the installation secret with a purpose label (HMAC-SHA256), so it is never the
+  secret that keys ``_SenderDomainHash_`` itself.
 * A URL token carries its payload (kind, campaign, item and, for clicks, the target URL)
   so the redirect needs no database and no copy of the campaign's HTML:
   ``base64url(payload) "." base64url(mac)``, 16 bytes of MAC.
