@@ -71,7 +71,7 @@ from app.services import validation
 from app.services.errors import ValidationError
 
 if TYPE_CHECKING:
-    from app.models import Campaign, DeliveryServer, SenderDomain, UserGroup
+    from app.models import Campaign, DeliveryServer, QueueItem, SenderDomain, UserGroup
     from app.services.dns_settings import EffectiveDnsSettings
 
 DEFAULT_X_MAILER = "Postroom"  # the reference's "system default" when a group sets none
@@ -736,6 +736,10 @@ def campaign_content_for(campaign: Campaign) -> CampaignContent:
         text=campaign.body_text,
         html=campaign.body_html,
     )
+
+
+def message_spec_for(content: CampaignContent, item: QueueItem) -> MessageSpec:
+    return MessageSpec(content, item.id, item.recipient, item.message_id)
 
 
 def sender_domain_info_for(

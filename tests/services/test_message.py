@@ -26,6 +26,7 @@ from app.engine.message import (
     build_message,
     campaign_content_for,
     cname_roles,
+    message_spec_for,
     prepare_campaign,
     sender_domain_info_for,
     sender_policy_for,
@@ -40,7 +41,15 @@ from app.engine.tracking import (
     verify_token,
     verp_address,
 )
-from app.models import Campaign, Channel, DeliveryServer, DomainStatus, User, UserGroup
+from app.models import (
+    Campaign,
+    Channel,
+    DeliveryServer,
+    DomainStatus,
+    QueueItem,
+    User,
+    UserGroup,
+)
 from app.models.database import Database
 from app.services.dns_settings import get_settings
 from app.services.dns_templates import installation_hash_secret
@@ -623,7 +632,10 @@ def test_policies_from_the_models_build_the_message(sqlite_database: Database) -
         body_text="Hello",
         body_html="<body>Hello</body>",
     )
-    spec = MessageSpec(campaign_content_for(campaign), 5, "bob@example.org", "<7.5@example.net>")
+    item = QueueItem(
+        id=5, campaign_id=7, recipient="bob@example.org", message_id="<7.5@example.net>"
+    )
+    spec = message_spec_for(campaign_content_for(campaign), item)
     built = build_message(spec, sender, server_policy, info, key)
     message = parsed(built)
     assert message["From"] == "News <relay@example.net>"
