@@ -1,1 +1,1 @@
-"""The send engine: the delivery queue protocol, and (later) the worker that drains it. No Qt."""
+"""The send engine: the queue, message building and delivery (no Qt)."""
