@@ -14,4 +14,5 @@ if sys.stdout is None or sys.stderr is None:
     sys.stdout = sys.stdout or sink
     sys.stderr = sys.stderr or sink
 
-main(["gui", *sys.argv[1:]], prog_name="postroom")
+# Its arguments are the root options (--database URL, --profile NAME), which come first.
+main([*sys.argv[1:], "gui"], prog_name="postroom")

@@ -32,6 +32,9 @@ class ConsoleRun:
     """One start of the console: when its window showed, how it ended, what it printed."""
 
     seconds_to_window: float
+    # CPU time (all threads) the app had used when its window showed: on a busy machine
+    # this is what an idle one would take, near enough, since startup is one thread's work.
+    cpu_seconds_to_window: float
     returncode: int
     migrated_to: str | None
     stderr: str
@@ -97,6 +100,7 @@ def run_console(
         deadline = started + timeout
         shown = _read_until(process.stderr.fileno(), WINDOW_SHOWN, deadline, lines)
         seconds = time.monotonic() - started
+        cpu_seconds = _cpu_seconds(process.pid)
         if not shown:
             raise AssertionError(
                 f"the console showed no window within {timeout:.0f}s (exit code "
@@ -125,7 +129,13 @@ def run_console(
             process.kill()
             process.wait()
         process.stderr.close()
-    return ConsoleRun(seconds, returncode, revision, "\n".join(lines))
+    return ConsoleRun(seconds, cpu_seconds, returncode, revision, "\n".join(lines))
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    user, system = int(fields[11]), int(fields[12])  # utime, stime: stat fields 14 and 15
+    return (user + system) / os.sysconf("SC_CLK_TCK")
 
 
 def _drain(stream: int, lines: list[str]) -> None:
