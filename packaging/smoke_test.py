@@ -55,13 +55,17 @@ def migrated(database: Path) -> bool:
         return False
     try:
         with sqlite3.connect(database) as connection:
-            return connection.execute("SELECT version_num FROM alembic_version").fetchone() is not None
+            return (
+                connection.execute("SELECT version_num FROM alembic_version").fetchone() is not None
+            )
     except sqlite3.Error:
         return False
 
 
 def check_version(cli: str, env: dict[str, str]) -> None:
-    done = subprocess.run([cli, "--version"], capture_output=True, text=True, env=env, timeout=TIMEOUT)
+    done = subprocess.run(
+        [cli, "--version"], capture_output=True, text=True, env=env, timeout=TIMEOUT
+    )
     if done.returncode != 0 or not done.stdout.startswith("postroom, version "):
         fail(f"`{cli} --version` gave {done.returncode}: {done.stdout}{done.stderr}")
     print(f"ok: {done.stdout.strip()}")
@@ -107,7 +111,9 @@ def check_console(cli: str, env: dict[str, str], database: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
-    print(f"ok: the console showed its window after {shown_after:.1f}s and migrated {database.name}")
+    print(
+        f"ok: the console showed its window after {shown_after:.1f}s and migrated {database.name}"
+    )
 
 
 def check_windowed(gui: str, env: dict[str, str], database: Path) -> None:

@@ -210,7 +210,9 @@ def test_the_frozen_app_runs_every_command(packages: Packages, tmp_path: Path) -
         done = run([frozen, "--json", *database, *read], env, cwd=tmp_path)
         assert done.returncode == 0, (read, done.stderr)
         json.loads(done.stdout)
-    groups = json.loads(run([frozen, "--json", *database, "groups", "list"], env, cwd=tmp_path).stdout)
+    groups = json.loads(
+        run([frozen, "--json", *database, "groups", "list"], env, cwd=tmp_path).stdout
+    )
     assert [g["name"] for g in groups] == ["Newsletters"]
     exported = run([frozen, *database, "config", "export"], env, cwd=tmp_path)
     assert exported.returncode == 0 and "Newsletters" in exported.stdout, exported.stderr
