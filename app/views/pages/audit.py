@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QTableView,
     QVBoxLayout,
@@ -33,6 +34,7 @@ from PySide6.QtWidgets import (
 from app.services import audit
 from app.views.context import AppContext
 from app.views.pages.base import Page
+from app.views.pages.flow import FlowLayout
 from app.views.table_model import ROW_ROLE, Column, Row, RowTableModel
 
 if TYPE_CHECKING:
@@ -191,7 +193,8 @@ class AuditPage(Page):
         self.limit.setCurrentIndex(LIMITS.index(DEFAULT_LIMIT))
         self.refresh_button = QPushButton("Refresh")
 
-        toolbar = QHBoxLayout()
+        # Each caption travels with its box when the toolbar wraps on a narrow window.
+        self.toolbar = FlowLayout()
         for caption, widget in (
             ("&Entity:", self.entity_filter),
             ("&Search:", self.search),
@@ -199,12 +202,19 @@ class AuditPage(Page):
         ):
             buddy = QLabel(caption)
             buddy.setBuddy(widget)
-            toolbar.addWidget(buddy)
-            toolbar.addWidget(widget, 2 if widget is self.search else 0)
-            toolbar.addSpacing(6)
-        toolbar.addStretch(1)
-        toolbar.addWidget(self.refresh_button)
-        self.body.addLayout(toolbar)
+            pair = QWidget()
+            pair.setObjectName(f"{widget.objectName()}Pair")
+            pair_row = QHBoxLayout(pair)
+            pair_row.setContentsMargins(0, 0, 6, 0)
+            pair_row.addWidget(buddy)
+            pair_row.addWidget(widget, 1)
+            if widget is self.search:
+                pair.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+                self.search.setMinimumWidth(self.search.fontMetrics().horizontalAdvance("Name or actor") + 60)
+            self.toolbar.addWidget(pair)
+        self.toolbar.addStretch(1)
+        self.toolbar.addWidget(self.refresh_button)
+        self.body.addLayout(self.toolbar)
 
         # Filtering happens in the query; the model only sorts (newest first).
         self.model = RowTableModel(
