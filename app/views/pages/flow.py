@@ -113,8 +113,11 @@ class FlowLayout(QLayout):
             if number:
                 y += GAP
             height = max(item.sizeHint().height() for item in line)
-            widths = [min(item.sizeHint().width(), rect.width()) for item in line]
-            widths = [max(w, min(i.minimumSize().width(), rect.width())) for w, i in zip(widths, line)]
+            # Each item at its preferred width, never below its minimum nor past the line.
+            widths = [
+                min(max(item.sizeHint().width(), item.minimumSize().width()), rect.width())
+                for item in line
+            ]
             spare = rect.width() - sum(widths) - GAP * (len(line) - 1)
             growing = [i for i, item in enumerate(line) if _grows(item)]
             if spare > 0 and growing:
