@@ -274,6 +274,10 @@ class DnsSettingsPage(Page):
         # QFormLayout keeps the row heights it measured for word-wrapped rows: when an
         # inline error or a longer source line appears, the row would stay as short as
         # before and squeeze its field (the DKIM box shrank under its own help text).
+        for field in form.fields.values():
+            if isinstance(field.widget, QLineEdit):
+                # A long value (a DMARC policy) is cut by the box; the tooltip has it whole.
+                field.widget.textChanged.connect(field.widget.setToolTip)
         self._relayout_pending = False
         for holder in form.findChildren(QWidget):
             if holder.parentWidget() is form:
@@ -415,6 +419,11 @@ class DnsSettingsPage(Page):
         stored = data["stored"] or data["effective"]
         for form in self.forms:
             form.load({key: stored.get(key) for key in form.fields})
+            for field in form.fields.values():
+                if isinstance(field.widget, QLineEdit):
+                    # Loading blocks textChanged, so the tooltip is set here as well.
+                    field.widget.setToolTip(field.widget.text())
+                    field.widget.setCursorPosition(0)  # a long value from its start
         self._update_buttons()
 
     def revert(self) -> None:

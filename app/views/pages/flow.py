@@ -119,11 +119,18 @@ class FlowLayout(QLayout):
                 for item in line
             ]
             spare = rect.width() - sum(widths) - GAP * (len(line) - 1)
-            growing = [i for i, item in enumerate(line) if _grows(item)]
-            if spare > 0 and growing:
-                share, rest = divmod(spare, len(growing))
-                for order, i in enumerate(growing):
-                    widths[i] += share + (1 if order < rest else 0)
+            # A box that can grow (a filter field) takes twice the share of a stretch, as
+            # the QHBoxLayout stretch factors 2 : 1 did before.
+            weights = [(1 if _is_spacer(item) else 2) if _grows(item) else 0 for item in line]
+            total = sum(weights)
+            if spare > 0 and total:
+                given = 0
+                growing = [i for i, weight in enumerate(weights) if weight]
+                for i in growing:
+                    share = spare * weights[i] // total
+                    widths[i] += share
+                    given += share
+                widths[growing[-1]] += spare - given  # the rounding remainder
             if move:
                 x = rect.x()
                 for item, item_width in zip(line, widths, strict=True):
