@@ -423,7 +423,6 @@ class DnsSettingsPage(Page):
                 if isinstance(field.widget, QLineEdit):
                     # Loading blocks textChanged, so the tooltip is set here as well.
                     field.widget.setToolTip(field.widget.text())
-                    field.widget.setCursorPosition(0)  # a long value from its start
         self._update_buttons()
 
     def revert(self) -> None:
