@@ -16,31 +16,35 @@ from app.services.audit import ENTITIES
 @pass_state
 def audit(state: State, entity: str | None, text: str | None, limit: int) -> None:
     """Who changed what, newest first."""
-    from app.services.audit import list_entries
+    from app.services.audit import list_entries, summary_line
 
     with state.read() as session:
-        rows = [
-            {
-                "at": e.at.isoformat(timespec="seconds"),
-                "actor": e.actor,
-                "action": e.action,
-                "entity": e.entity,
-                "key": e.key,
-                "details": e.details,
-            }
-            for e in list_entries(session, entity=entity, text=text, limit=limit)
-        ]
+        entries = list_entries(session, entity=entity, text=text, limit=limit)
+    # JSON keeps the recorded field names (scripts rely on them); people read the labels.
+    rows = [
+        {
+            "at": e.at.isoformat(timespec="seconds"),
+            "actor": e.actor,
+            "action": e.action,
+            "entity": e.entity,
+            "key": e.key,
+            "details": e.details,
+        }
+        for e in entries
+    ]
+    changes = [summary_line(e.entity, e.action, e.details, 100) for e in entries]
     emit(
         state,
         rows,
         lambda r: table(
-            r,
+            [dict(row, changes=line) for row, line in zip(r, changes, strict=True)],
             [
                 ("at", "AT"),
                 ("actor", "ACTOR"),
                 ("action", "ACTION"),
                 ("entity", "ENTITY"),
                 ("key", "NAME"),
+                ("changes", "DETAILS"),
             ],
         ),
     )

@@ -9,6 +9,7 @@ import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import event, select
@@ -95,6 +96,99 @@ def _log_committed(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _forget_rolled_back(session: Session) -> None:
     session.info.pop(_PENDING_LOG_LINES, None)
+
+
+# Keys many entities record, in the words their forms and listings use.
+_COMMON_LABELS: dict[str, str] = {
+    "name": "Name",
+    "version": "Version",
+    "created_at": "Created",
+    "updated_at": "Updated",
+    "verified_at": "Verified",
+    "last_test_at": "Last test",
+    "last_test_status": "Last test result",
+    "has_password": "Password set",
+    "password": "Password",
+    "domain": "Domain",
+    "kind": "Kind",
+    "status": "Status",
+    "user": "User",
+    "group": "User group",
+    "template": "DNS template",
+    "description": "Description",
+    "records": "Records",
+}
+
+
+@cache
+def _entity_labels(entity: str) -> dict[str, str]:
+    # Imported here: those services import this module to write their entries.
+    from app.services import dns_settings, groups, servers, users
+
+    if entity == "delivery_server":
+        return {key: spec.label for key, spec in servers.FIELDS.items()}
+    if entity == "user_group":
+        labels = {key: spec.label for key, spec in groups.FIELDS.items()}
+        labels.update({key: label for key, (label, _) in groups.SERVER_REFERENCES.items()})
+        labels.update({key: label for key, (label, _) in groups.TEMPLATE_REFERENCES.items()})
+        return labels
+    if entity == "user":
+        return {key: spec.label for key, spec in users.FIELDS.items()}
+    if entity == "dns_settings":
+        return dict(dns_settings.LABELS)
+    return {}
+
+
+def field_label(entity: str, key: str) -> str:
+    """The label an administrator knows a recorded field by (the form's), not its
+    internal name: ``auth_enabled`` of a delivery server reads "Authentication"."""
+    label = _entity_labels(entity).get(key) or _COMMON_LABELS.get(key)
+    return label or key.replace("_", " ").capitalize()
+
+
+def labelled_details(entity: str, details: Mapping[str, Any]) -> dict[str, Any]:
+    """``details`` with each key replaced by its ``field_label`` (values untouched)."""
+    return {field_label(entity, key): value for key, value in details.items()}
+
+
+def short_value(value: Any) -> str:
+    """A recorded value as a person reads it in one line."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | dict):
+        text = json.dumps(value, default=str, ensure_ascii=False)
+        return text if len(text) <= 40 else f"{text[:39]}…"
+    return str(value)
+
+
+def is_record(value: Any) -> bool:
+    """A DNS record as entries store them: host, type and value."""
+    return isinstance(value, dict) and {"host", "type", "value"} <= set(value)
+
+
+# Timestamps repeat the entry's own time and the version is bookkeeping; full details keep them.
+_SUMMARY_SKIP = frozenset({"created_at", "updated_at", "verified_at", "last_test_at", "version"})
+_EMPTY: tuple[object, ...] = (None, False, "", [], {})
+
+
+def summary_line(entity: str, action: str, details: Mapping[str, Any], length: int = 140) -> str:
+    """One line: ``Label: old → new`` for updates, ``Label: value`` otherwise, each field by
+    its form label; cut with "…" past ``length`` characters."""
+    parts = []
+    for name, value in details.items():
+        if name in _SUMMARY_SKIP or (action != "update" and value in _EMPTY):
+            continue  # a new row's unset fields say nothing; the full details list them
+        key = field_label(entity, name)
+        if isinstance(value, list) and value and all(is_record(v) for v in value):
+            parts.append(f"{key}: {len(value)}")
+        elif action == "update" and isinstance(value, list) and len(value) == 2:
+            parts.append(f"{key}: {short_value(value[0])} → {short_value(value[1])}")
+        else:
+            parts.append(f"{key}: {short_value(value)}")
+    text = "; ".join(parts)
+    return text if len(text) <= length else f"{text[: length - 1]}…"
 
 
 def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:

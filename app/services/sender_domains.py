@@ -18,6 +18,7 @@ Decisions:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -36,7 +37,8 @@ from app.models import (
     UserGroup,
 )
 from app.services import audit, coerce, validation
-from app.services.dns_records import record_dicts, record_triples
+from app.services.dns_records import expected_text, is_spf, record_dicts, record_triples
+from app.services.dns_settings import get_settings
 from app.services.dns_templates import (
     DEFAULT_TEMPLATE_NAME,
     get_template,
@@ -453,10 +455,89 @@ def owner_choices(session: Session) -> list[dict[str, Any]]:
     ]
 
 
+# The SPF check's problems (dns_auth_checks) that mean an SPF record is already there.
+_SPF_EXISTS = frozenset({"no_include", "multiple", "too_many_lookups", "broken_include"})
+SPF_PROBLEM_TITLES = {
+    "missing": "Missing",
+    "no_include": "Include missing",
+    "multiple": "Several SPF records",
+    "too_many_lookups": "Too many lookups",
+    "broken_include": "Broken include",
+    "lookup_failed": "No answer",
+}
+
+
+def spf_record(
+    domain: str,
+    records: Sequence[Mapping[str, str]],
+    spf_include: str,
+    report: Mapping[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """The SPF TXT record a domain must publish along with its template's records, or None
+    when the template has its own SPF record or no SPF include is set.
+
+    Receivers read one SPF record per name, so when the domain already has one the user
+    merges the include into it; the verification's SPF check (dns_auth_checks) passes an
+    existing record that includes ours. The outcome keys are those of ``spf_outcome``.
+    """
+    include = spf_include.strip()
+    has_own = any(
+        r["type"].strip().upper() == "TXT" and is_spf(expected_text("TXT", r["value"]))
+        for r in records
+    )
+    if not include or has_own:
+        return None
+    host = domain
+    return {
+        "host": host,
+        "type": "TXT",
+        "value": f"v=spf1 {include} ~all",
+        "include": include,
+        **spf_outcome(host, include, report),
+    }
+
+
+def spf_outcome(host: str, include: str, report: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What a check report says of the SPF record at ``host``: ``ok`` (True, False, or None
+    when not checked), ``existing`` (an SPF record was found there; None: unknown),
+    ``problem`` (the SPF check's code), ``note`` (how to publish it) and ``detail``."""
+    warnings = [
+        w
+        for w in (report or {}).get("warnings") or []
+        if isinstance(w, Mapping) and w.get("check") == "spf" and w.get("host") == host
+    ]
+    checked = report is not None and report.get("status") != "error"
+    problems = [str(w.get("problem", "")) for w in warnings]
+    if not checked or "lookup_failed" in problems:
+        ok: bool | None = None
+        existing: bool | None = None
+    else:
+        ok = not warnings
+        existing = ok or any(p in _SPF_EXISTS for p in problems)
+    if existing:
+        note = (
+            f"Merge into your existing SPF record: add {include} before its final all "
+            "rather than publishing a second SPF record."
+        )
+    else:
+        note = (
+            "A name may have only one SPF record: if the domain already has one, merge "
+            f"{include} into it (before its final all) instead of adding this record."
+        )
+    return {
+        "ok": ok,
+        "existing": existing,
+        "problem": problems[0] if problems else None,
+        "note": note,
+        "detail": " ".join(str(w.get("detail", "")) for w in warnings),
+    }
+
+
 def domain_detail(session: Session, domain: str, kind: TemplateKind | str) -> dict[str, Any]:
     """``domain_as_dict`` plus ``version``, ``last_check_at``, ``record_ok`` (each record's
-    last outcome: True, False or None) and ``last_report`` (the stored check report, or
-    None): what the domain's detail window shows."""
+    last outcome: True, False or None), ``last_report`` (the stored check report, or
+    None) and ``spf`` (``spf_record``: the SPF record to publish with the others, or None):
+    what the domain's detail window shows."""
     sender_domain = get_sender_domain(session, domain, kind)
     data = domain_as_dict(sender_domain)
     data["version"] = sender_domain.version
@@ -469,4 +550,10 @@ def domain_detail(session: Session, domain: str, kind: TemplateKind | str) -> di
         except ValueError:  # written by something else: show no report rather than fail
             report = None
     data["last_report"] = report if isinstance(report, dict) else None
+    data["spf"] = spf_record(
+        sender_domain.domain,
+        data["records"],
+        get_settings(session).spf_include,
+        data["last_report"],
+    )
     return data

@@ -24,7 +24,6 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPushButton,
     QScrollArea,
     QToolButton,
@@ -34,13 +33,14 @@ from PySide6.QtWidgets import (
 
 from app.services import dns_verify
 from app.services.errors import ValidationError
-from app.services.sender_domains import domain_detail
+from app.services.sender_domains import SPF_PROBLEM_TITLES, domain_detail, spf_outcome
 from app.views import theme
 from app.views.context import AppContext
 from app.views.domain_parts import (
     KIND_TITLES,
     PROBLEM_TITLES,
     AdvancedArea,
+    ElidedValue,
     badge_label,
     local_time,
     set_badge,
@@ -120,6 +120,28 @@ class RecordRows:
         self.detail.setStyleSheet(f"color: {colour};")
         self.detail.setVisible(True)
 
+    def show_spf(self, outcome: dict[str, Any]) -> None:
+        """The SPF row's state, from the verification's SPF check (``spf_outcome``)."""
+        ok, problem = outcome.get("ok"), outcome.get("problem")
+        if ok is None:
+            self._result(
+                "warning" if problem else "untested", "No answer" if problem else "Not checked"
+            )
+        elif ok:
+            self._result("ok", "Found")
+        else:
+            self._result("failed", SPF_PROBLEM_TITLES.get(str(problem), str(problem)))
+        # The full explanation stays in the advice box with the DKIM and DMARC advice.
+        self.result.setToolTip(str(outcome.get("detail") or ""))
+        # Always shown: where the record goes if the domain has an SPF record already.
+        text = str(outcome.get("note", ""))
+        colour = theme.error_colour(self.detail.palette()) if ok is False else None
+        self.detail.setStyleSheet(f"color: {colour};" if colour else "")
+        if colour is None:
+            self.detail.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        self.detail.setText(text)
+        self.detail.setVisible(True)
+
     def _result(self, icon: str, text: str) -> None:
         self.result.set(icon, text)
 
@@ -153,15 +175,9 @@ def _bold(font: QFont) -> QFont:
     return bold
 
 
-def _value_field(text: str, name: str) -> QLineEdit:
-    # A read-only line edit: selectable, scrollable for long TXT values, never truncated.
-    edit = QLineEdit(text)
-    edit.setReadOnly(True)
-    edit.setCursorPosition(0)
-    edit.setAccessibleName(name)
-    edit.setToolTip(text)
-    edit.setMinimumWidth(160)
-    return edit
+def _value_field(text: str, name: str) -> ElidedValue:
+    # Cut in the middle with "…" when narrow, never silently; the tooltip and Copy have all.
+    return ElidedValue(text, name)
 
 
 def _copy_button(name: str) -> QToolButton:
@@ -190,7 +206,8 @@ class DomainDetailDialog(QDialog):
         self.domain = domain
         self.kind = kind
         self.data: dict[str, Any] | None = None
-        self.rows: list[RecordRows] = []
+        self.rows: list[RecordRows] = []  # the template's records, as stored
+        self.spf_row: RecordRows | None = None  # the SPF record, when the template has none
         self.report: dict[str, Any] | None = None
         self._verifying: asyncio.Future[Any] | None = None
         self.setObjectName("domainDetailDialog")
@@ -326,7 +343,7 @@ class DomainDetailDialog(QDialog):
             facts.append(f"last checked {local_time(data['last_check_at'])}")
         self.facts.setText(" · ".join(facts))
         if first:
-            self._build_rows(data["records"])
+            self._build_rows(data["records"], data.get("spf"))
             self.verify_button.setEnabled(bool(data["records"]))
             if data.get("last_report"):
                 self.show_report(data["last_report"], stored=True)
@@ -334,13 +351,27 @@ class DomainDetailDialog(QDialog):
                 for row, ok in zip(self.rows, data["record_ok"], strict=False):
                     row.show_last(ok)
 
-    def _build_rows(self, records: Sequence[dict[str, Any]]) -> None:
+    def _build_rows(
+        self, records: Sequence[dict[str, Any]], spf: dict[str, Any] | None = None
+    ) -> None:
         for number, record in enumerate(records, start=1):
             row = RecordRows(self.grid, 2 * number - 1, number, record)
             row.copy_host.clicked.connect(lambda _c=False, r=row: self.copy(r.record["host"]))
             row.copy_value.clicked.connect(lambda _c=False, r=row: self.copy(r.record["value"]))
             self.rows.append(row)
-        self.grid.setRowStretch(2 * len(records) + 1, 1)
+        shown = len(records)
+        if spf is not None and records:
+            # The SPF record is published like the others; its check is the SPF advice's,
+            # which accepts an existing SPF record that includes ours.
+            shown += 1
+            row = RecordRows(self.grid, 2 * shown - 1, shown, spf)
+            row.result.setObjectName("spfResult")
+            row.detail.setObjectName("spfNote")
+            row.copy_host.clicked.connect(lambda _c=False, r=row: self.copy(r.record["host"]))
+            row.copy_value.clicked.connect(lambda _c=False, r=row: self.copy(r.record["value"]))
+            row.show_spf(spf)
+            self.spf_row = row
+        self.grid.setRowStretch(2 * shown + 1, 1)
         self.no_records.setVisible(not records)
         self.copy_all.setVisible(bool(records))
         self.instructions.setVisible(bool(records))
@@ -353,7 +384,9 @@ class DomainDetailDialog(QDialog):
         self.outcome.setText(f"Copied {text}")
 
     def _copy_all(self) -> None:
-        records = self.data["records"] if self.data else []
+        records = list(self.data["records"]) if self.data else []
+        if self.spf_row is not None:
+            records.append(self.spf_row.record)
         QApplication.clipboard().setText(
             "\n".join(f"{r['host']}\t{r['type']}\t{r['value']}" for r in records)
         )
@@ -405,6 +438,9 @@ class DomainDetailDialog(QDialog):
         for row, result in zip(self.rows, records, strict=False):
             row.show_report(result, domain_message=bool(message))
         warnings = report.get("warnings") or []
+        if self.spf_row is not None:
+            spf = self.spf_row.record
+            self.spf_row.show_spf(spf_outcome(spf["host"], spf["include"], report))
         self.warnings_box.setVisible(bool(warnings))
         self.warnings.setText(
             "\n".join(

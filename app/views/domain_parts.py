@@ -10,9 +10,26 @@ import ipaddress
 from datetime import datetime
 from functools import cache
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QIcon, QPalette
-from PySide6.QtWidgets import QFormLayout, QLabel, QLineEdit, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import (
+    QGuiApplication,
+    QIcon,
+    QKeyEvent,
+    QKeySequence,
+    QPainter,
+    QPaintEvent,
+    QPalette,
+)
+from PySide6.QtWidgets import (
+    QFormLayout,
+    QFrame,
+    QLabel,
+    QLineEdit,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.models import DomainStatus, TemplateKind
 from app.services import validation
@@ -132,6 +149,62 @@ def parse_nameserver(raw: object, field: str = NAMESERVER_LABEL) -> tuple[str, i
             f"{host!r} is not an IP address; enter ADDR[:PORT], e.g. 127.0.0.1:5353 or [::1]:53.",
         ) from None
     return address.compressed, port
+
+
+class ElidedValue(QFrame):
+    """A record's host or value on one line: cut with "…" in the middle when it does not
+    fit (a DKIM key or a long TXT value), the whole text in the tooltip and on Ctrl+C.
+
+    ``text()`` is the whole value; ``shown_text()`` what is drawn now.
+    """
+
+    def __init__(self, text: str, name: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._text = text
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setAccessibleName(name)
+        self.setAccessibleDescription(text)
+        self.setToolTip(text)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setMinimumWidth(120)
+
+    def text(self) -> str:
+        return self._text
+
+    def _room(self) -> int:
+        return max(self.contentsRect().width() - 12, 0)
+
+    def shown_text(self) -> str:
+        return self.fontMetrics().elidedText(self._text, Qt.TextElideMode.ElideMiddle, self._room())
+
+    def is_elided(self) -> bool:
+        return self.shown_text() != self._text
+
+    def sizeHint(self) -> QSize:
+        metrics = self.fontMetrics()
+        width = min(metrics.horizontalAdvance(self._text), 40 * metrics.averageCharWidth())
+        return QSize(width + 16, metrics.height() + 10)
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(self.minimumWidth(), self.fontMetrics().height() + 10)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.matches(QKeySequence.StandardKey.Copy):
+            QGuiApplication.clipboard().setText(self._text)
+            return
+        super().keyPressEvent(event)
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        super().paintEvent(event)
+        painter = QPainter(self)
+        rect = self.contentsRect().adjusted(6, 0, -6, 0)
+        painter.setPen(self.palette().color(QPalette.ColorRole.Text))
+        alignment = Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft
+        painter.drawText(rect, int(alignment), self.shown_text())
+        if self.hasFocus():
+            painter.setPen(self.palette().color(QPalette.ColorRole.Highlight))
+            painter.drawRect(self.rect().adjusted(0, 0, -1, -1))
 
 
 class AdvancedArea(QWidget):

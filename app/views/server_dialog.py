@@ -47,8 +47,13 @@ NEW_SERVER_DEFAULTS: dict[str, object] = {
     "sender_info_as_from": False,
     "max_connections": 5,
 }
-ENCRYPTION_CHOICES = (("None", "none"), ("SSL", "ssl"), ("TLS", "tls"))
-AUTH_CHOICES = (("False: no login", False), ("True: username and password", True))
+# The stored values keep the reference's names (ssl, tls); the words say what they do.
+ENCRYPTION_CHOICES = (
+    ("None (unencrypted)", "none"),
+    ("SSL (encrypted from the start)", "ssl"),
+    ("STARTTLS (encrypted after connecting)", "tls"),
+)
+AUTH_CHOICES = (("No login", False), ("Log in with a username and password", True))
 # The fields that decide how the SMTP session is opened (what the Test tab uses).
 CONNECTION_FIELDS = (
     "host",
@@ -232,8 +237,9 @@ class ServerDialog(EditorDialog):
             label,
             ENCRYPTION_CHOICES,
             parse,
-            hint="SSL: TLS from the first byte. TLS: STARTTLS after connecting. "
-            "Use TLS or SSL for production environments.",
+            hint="SSL (usually port 465) encrypts from the first byte; STARTTLS (usually "
+            "587) connects unencrypted, then switches to encryption. Use one of them in "
+            'production. (The reference calls STARTTLS "TLS".)',
         )
         form.add_line(
             "timeout_seconds",
@@ -247,7 +253,7 @@ class ServerDialog(EditorDialog):
             label,
             AUTH_CHOICES,
             parse,
-            hint="True for most production SMTP servers.",
+            hint="Most production SMTP servers need a login.",
         )
         self.username_edit = form.add_line("username", *_spec("username"), placeholder="SMTP login")
         self.password_edit = form.add_line(

@@ -238,7 +238,7 @@ class RecordsEditor(QWidget):
         self.list_layout.addStretch(1)
         self.empty_note = QLabel(
             "No records. New sender domains with this template are Enabled at once, without "
-            "DNS verification (the reference's empty-template rule)."
+            "DNS verification, as in the reference."
         )
         self.empty_note.setObjectName("emptyTemplateNote")
         self.empty_note.setWordWrap(True)

@@ -469,12 +469,13 @@ def test_audit_log_filters_and_shows_copyable_details(
     page.table.selectRow(0)
     details = page.details.toPlainText()
     assert "create Delivery server: Alpha relay" in details
-    assert "host: smtp.example.net" in details
+    # Fields by their form labels, not internal names (host is "SMTP Host" in the editor).
+    assert "SMTP Host: smtp.example.net" in details
     assert page.copy_button.isEnabled()
     click(qtbot, page.copy_button)
     assert QApplication.clipboard().text() == details
     summary_index = page.model.index(0, 5)
-    assert "host: smtp.example.net" in str(summary_index.data())
+    assert "SMTP Host: smtp.example.net" in str(summary_index.data())
     assert "smtp.example.net" in str(summary_index.data(Qt.ItemDataRole.ToolTipRole))
 
     # Sorting by another column keeps the selected entry selected.

@@ -181,6 +181,11 @@ def _verify_zone() -> str:
         record_line(d("multiple"), "TXT", "v=spf1 include:spf.other.example -all"),
         record_line(f"_verify.{d('longtxt')}", "TXT", LONG_TOKEN),
     ]
+    # An SPF record of the domain's own, into which our include was merged.
+    body += lines(expected(d("merged")), spf=False)
+    body.append(
+        record_line(d("merged"), "TXT", f"v=spf1 ip4:198.51.100.0/24 include:spf.{ZONE} -all")
+    )
     # Upper-case owners and targets, as some providers display and serve them.
     for r in expected(d("upper")):
         value = r.value.upper() + "." if r.type == "CNAME" else r.value
@@ -824,6 +829,69 @@ async def test_enabled_domain_whose_records_broke_is_flagged(
     row = _row(sqlite_sender_db, "mismatch")
     assert row.status is DomainStatus.ENABLED
     assert json.loads(row.last_check_report or "")["broken"] is True
+
+
+# ---------------------------------------------------------------- the SPF record to publish
+
+
+def _spf_of(db: Database, label: str) -> dict[str, object]:
+    with db.session() as session:
+        spf = sender_domains.domain_detail(session, d(label), "campaign")["spf"]
+    assert isinstance(spf, dict)
+    return spf
+
+
+async def test_the_spf_record_is_listed_and_passes_when_merged_into_an_existing_one(
+    sender_db: Database, ns: tuple[str, int]
+) -> None:
+    with sender_db.transaction() as session:
+        create_sender_domain(session, "alice", d("merged"))
+    before = _spf_of(sender_db, "merged")
+    # Listed with the template's records before any check, with the merge advice.
+    assert (before["host"], before["type"], before["value"]) == (
+        d("merged"),
+        "TXT",
+        f"v=spf1 {SETTINGS.spf_include} ~all",
+    )
+    assert before["ok"] is None and before["existing"] is None
+    assert "merge" in str(before["note"])
+    await verify_sender_domain(sender_db, d("merged"), nameserver=ns)
+    after = _spf_of(sender_db, "merged")
+    # The domain's own record holds more than ours, yet includes ours: that passes.
+    assert after["ok"] is True and after["existing"] is True
+    assert str(after["note"]).startswith("Merge into your existing SPF record")
+
+
+async def test_an_existing_spf_record_without_our_include_fails_the_spf_row(
+    sqlite_sender_db: Database, ns: tuple[str, int]
+) -> None:
+    with sqlite_sender_db.transaction() as session:
+        create_sender_domain(session, "alice", d("spfbig"))
+        create_sender_domain(session, "alice", d("appended"))
+    await verify_sender_domain(sqlite_sender_db, d("spfbig"), nameserver=ns)
+    lacking = _spf_of(sqlite_sender_db, "spfbig")
+    assert lacking["ok"] is False and lacking["existing"] is True
+    assert lacking["problem"] == "no_include"
+    assert str(lacking["note"]).startswith("Merge into your existing SPF record")
+    assert f"lacks {SETTINGS.spf_include}" in str(lacking["detail"])
+
+    await verify_sender_domain(sqlite_sender_db, d("appended"), nameserver=ns)
+    missing = _spf_of(sqlite_sender_db, "appended")
+    assert missing["ok"] is False and missing["existing"] is False
+    assert missing["problem"] == "missing"
+    assert not str(missing["note"]).startswith("Merge into your existing")
+
+
+def test_no_spf_row_when_the_template_has_its_own_or_no_include_is_set() -> None:
+    own = [{"host": d("own"), "type": "TXT", "value": f"v=spf1 {SETTINGS.spf_include} -all"}]
+    assert sender_domains.spf_record(d("own"), own, SETTINGS.spf_include) is None
+    assert sender_domains.spf_record(d("own"), [], "  ") is None
+    other = [{"host": d("own"), "type": "TXT", "value": "postroom-verify=abc"}]
+    spf = sender_domains.spf_record(d("own"), other, SETTINGS.spf_include)
+    assert spf is not None and spf["value"] == f"v=spf1 {SETTINGS.spf_include} ~all"
+    # A check whose questions went unanswered says nothing about it.
+    unanswered = {"status": "error", "records": [], "warnings": []}
+    assert sender_domains.spf_outcome(d("own"), SETTINGS.spf_include, unanswered)["ok"] is None
 
 
 async def test_unknown_domain_is_refused(sqlite_sender_db: Database, ns: tuple[str, int]) -> None:

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QTableView,
     QVBoxLayout,
@@ -33,6 +34,7 @@ from PySide6.QtWidgets import (
 from app.services import audit
 from app.views.context import AppContext
 from app.views.pages.base import Page
+from app.views.pages.flow import FlowLayout
 from app.views.table_model import ROW_ROLE, Column, Row, RowTableModel
 
 if TYPE_CHECKING:
@@ -49,40 +51,13 @@ SEARCH_DELAY_MS = 300  # typing a name queries once, after a pause, not per keys
 SUMMARY_LENGTH = 140
 
 
-def _value(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, list | dict):
-        text = json.dumps(value, default=str, ensure_ascii=False)
-        return text if len(text) <= 40 else f"{text[:39]}…"
-    return str(value)
+_value = audit.short_value
+_is_record = audit.is_record
 
 
-# Timestamps repeat the entry's own time and the version is bookkeeping; the pane has all.
-_SUMMARY_SKIP = frozenset({"created_at", "updated_at", "verified_at", "last_test_at", "version"})
-_EMPTY: tuple[object, ...] = (None, False, "", [], {})
-
-
-def _is_record(value: Any) -> bool:
-    return isinstance(value, dict) and {"host", "type", "value"} <= set(value)
-
-
-def summarise(action: str, details: dict[str, Any]) -> str:
-    """One line: ``field: old → new`` for updates, ``field: value`` otherwise."""
-    parts = []
-    for key, value in details.items():
-        if key in _SUMMARY_SKIP or (action != "update" and value in _EMPTY):
-            continue  # a new row's unset fields say nothing; the pane still lists them
-        if isinstance(value, list) and value and all(_is_record(v) for v in value):
-            parts.append(f"{key}: {len(value)}")
-        elif action == "update" and isinstance(value, list) and len(value) == 2:
-            parts.append(f"{key}: {_value(value[0])} → {_value(value[1])}")
-        else:
-            parts.append(f"{key}: {_value(value)}")
-    text = "; ".join(parts)
-    return text if len(text) <= SUMMARY_LENGTH else f"{text[: SUMMARY_LENGTH - 1]}…"
+def summarise(action: str, details: dict[str, Any], entity: str = "") -> str:
+    """One line of an entry's details (``audit.summary_line``, as ``postroom audit`` prints)."""
+    return audit.summary_line(entity, action, details, SUMMARY_LENGTH)
 
 
 def _local(at: datetime) -> datetime:
@@ -100,7 +75,7 @@ def audit_rows(session: Session, entity: str | None, text: str | None, limit: in
             "entity": entry.entity,
             "key": entry.key,
             "details": entry.details,
-            "summary": summarise(entry.action, entry.details),
+            "summary": summarise(entry.action, entry.details, entry.entity),
         }
         for entry in audit.list_entries(session, entity=entity, text=text, limit=limit)
     ]
@@ -137,7 +112,8 @@ def details_text(row: Row) -> str:
     details: dict[str, Any] = row.get("details") or {}
     if not details:
         lines.append("(no details recorded)")
-    for key, value in details.items():
+    for name, value in details.items():
+        key = audit.field_label(str(row["entity"]), name)
         if row["action"] == "update" and isinstance(value, list) and len(value) == 2:
             lines.append(f"{key}: {_full(value[0])} → {_full(value[1])}")
         elif isinstance(value, dict | list) and value:
@@ -191,7 +167,8 @@ class AuditPage(Page):
         self.limit.setCurrentIndex(LIMITS.index(DEFAULT_LIMIT))
         self.refresh_button = QPushButton("Refresh")
 
-        toolbar = QHBoxLayout()
+        # Each caption travels with its box when the toolbar wraps on a narrow window.
+        self.toolbar = FlowLayout()
         for caption, widget in (
             ("&Entity:", self.entity_filter),
             ("&Search:", self.search),
@@ -199,12 +176,20 @@ class AuditPage(Page):
         ):
             buddy = QLabel(caption)
             buddy.setBuddy(widget)
-            toolbar.addWidget(buddy)
-            toolbar.addWidget(widget, 2 if widget is self.search else 0)
-            toolbar.addSpacing(6)
-        toolbar.addStretch(1)
-        toolbar.addWidget(self.refresh_button)
-        self.body.addLayout(toolbar)
+            pair = QWidget()
+            pair.setObjectName(f"{widget.objectName()}Pair")
+            pair_row = QHBoxLayout(pair)
+            pair_row.setContentsMargins(0, 0, 6, 0)
+            pair_row.addWidget(buddy)
+            pair_row.addWidget(widget, 1)
+            if widget is self.search:
+                pair.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+                room = self.search.fontMetrics().horizontalAdvance("Name or actor") + 60
+                self.search.setMinimumWidth(room)
+            self.toolbar.addWidget(pair)
+        self.toolbar.addStretch(1)
+        self.toolbar.addWidget(self.refresh_button)
+        self.body.addLayout(self.toolbar)
 
         # Filtering happens in the query; the model only sorts (newest first).
         self.model = RowTableModel(
@@ -373,5 +358,6 @@ class AuditPage(Page):
     def _tooltip(row: Row) -> str | None:
         if not row.get("details"):
             return None
-        text = json.dumps(row["details"], indent=2, sort_keys=True, default=str)
+        labelled = audit.labelled_details(str(row["entity"]), row["details"])
+        text = json.dumps(labelled, indent=2, sort_keys=True, default=str, ensure_ascii=False)
         return text if len(text) <= 1500 else f"{text[:1500]}\n…"

@@ -17,7 +17,6 @@ from PySide6.QtCore import QModelIndex, Qt, Signal
 from PySide6.QtGui import QFont, QKeySequence, QPalette, QShortcut, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
@@ -30,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from app.views.context import AppContext
 from app.views.focus import mark_focus
+from app.views.pages.flow import FlowLayout
 from app.views.table_model import ROW_ROLE, Column, Row, RowKey, RowTableModel
 
 
@@ -123,6 +123,7 @@ class ListPage(Page):
         self.filter = QLineEdit()
         self.filter.setPlaceholderText("Filter")
         self.filter.setClearButtonEnabled(True)
+        self.filter.setMinimumWidth(self.filter.fontMetrics().horizontalAdvance("Filter") + 80)
         self.filter.setObjectName("filter")
         self.filter.textChanged.connect(lambda _text: self.apply_filter())
         self.new_button.clicked.connect(self.new_item)
@@ -130,11 +131,12 @@ class ListPage(Page):
         self.delete_button.clicked.connect(self._delete_selected)
         self.refresh_button.clicked.connect(self.refresh)
 
-        self.toolbar = QHBoxLayout()
+        # Wraps onto a second line rather than widening the window (see flow.py).
+        self.toolbar = FlowLayout()
         for button in (self.new_button, self.edit_button, self.delete_button):
             self.toolbar.addWidget(button)
         self.toolbar.addStretch(1)
-        self.toolbar.addWidget(self.filter, 1)
+        self.toolbar.addWidget(self.filter)
         self.toolbar.addWidget(self.refresh_button)
         self.body.addLayout(self.toolbar)
         self.body.addWidget(self.table, 1)

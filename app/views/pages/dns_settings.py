@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QFontDatabase, QKeySequence, QPalette, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -49,24 +49,54 @@ from app.views.pages.base import Page, scaled_font
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-# Where each value comes from in the reference, and what it is for.
+# What each value is for, in plain words; the reference's name last, for administrators
+# moving from it (the placeholders in _underscores_ are those DNS templates use).
 HINTS: dict[str, str] = {
-    "spf_include": "DNS_SPF. What each sender domain's SPF record must include.",
-    "dkim_selector": "DNS_DKIM_KEY. The selector in key1._domainkey (_DkimSelector_).",
+    "spf_include": (
+        "The mechanism every sender domain's SPF record must contain so receivers accept "
+        "mail from your servers, e.g. include:spf.example.net. Called DNS_SPF in the reference."
+    ),
+    "dkim_selector": (
+        "The name in front of ._domainkey where domains publish the signing key, e.g. key1 "
+        "gives key1._domainkey.example.com (_DkimSelector_ in templates). Called DNS_DKIM_KEY "
+        "in the reference."
+    ),
     "dkim_public_key": (
-        "DNS_DKIM. The p= value, a PEM block or the whole v=DKIM1 record; used to check "
-        "published keys. May be left empty."
+        "The public half of the signing key (the p= value, a PEM block or the whole v=DKIM1 "
+        "record); verification compares published keys with it. May be left empty. Called "
+        "DNS_DKIM in the reference."
     ),
-    "dmarc_policy": "DNS_DMARC, e.g. v=DMARC1; p=none; rua=mailto:dmarc@yourdomain.com.",
+    "dmarc_policy": (
+        "What receivers do with mail that fails SPF and DKIM, e.g. v=DMARC1; p=none; "
+        "rua=mailto:dmarc@example.com. Called DNS_DMARC in the reference."
+    ),
     "sender_domain_target": (
-        "DNS_SENDER_DOMAIN. Where the MFROM, DKIM and DMARC CNAMEs point (_SenderTarget_)."
+        "The host the bounce (MFROM), DKIM and DMARC CNAME records point to "
+        "(_SenderTarget_ in templates). Called DNS_SENDER_DOMAIN in the reference."
     ),
-    "link_tracker_target": "DNS_LINK_TRACKER. The click tracking CNAME target (_LinkTracker_).",
-    "open_tracker_target": "DNS_OPEN_TRACKER. The open tracking CNAME target (_OpenTracker_).",
-    "campaign_subdomain": "_Subdomain_ of campaign domains: sl gives sl.example.com.",
-    "campaign_track_prefix": "_TrackPrefix_: track gives track-sl.example.com.",
-    "campaign_track_merge": "_TrackMerge_: '-', '.' or empty, between prefix and subdomain.",
-    "gateway_subdomain": "_Subdomain_ of Email Gateway domains.",
+    "link_tracker_target": (
+        "The host the click tracking CNAME points to (_LinkTracker_ in templates). Called "
+        "DNS_LINK_TRACKER in the reference."
+    ),
+    "open_tracker_target": (
+        "The host the open tracking CNAME points to (_OpenTracker_ in templates). Called "
+        "DNS_OPEN_TRACKER in the reference."
+    ),
+    "campaign_subdomain": (
+        "The subdomain campaign sender domains send from: sl gives sl.example.com "
+        "(_Subdomain_ in templates)."
+    ),
+    "campaign_track_prefix": (
+        "Put in front of the subdomain for tracking links: track gives track-sl.example.com "
+        "(_TrackPrefix_ in templates)."
+    ),
+    "campaign_track_merge": (
+        "The character between the prefix and the subdomain: '-', '.' or nothing "
+        "(_TrackMerge_ in templates)."
+    ),
+    "gateway_subdomain": (
+        "The subdomain Email Gateway sender domains send from (_Subdomain_ in templates)."
+    ),
 }
 SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Authentication", ("spf_include", "dkim_selector", "dkim_public_key", "dmarc_policy")),
@@ -202,8 +232,8 @@ class SettingsForm(Form):
 class DnsSettingsPage(Page):
     title = "DNS Settings"
     summary = (
-        "The values every sender domain's records are rendered with (the reference's dns.php "
-        "and .oempro_env). Changes apply to sender domains created afterwards."
+        "The values every sender domain's DNS records are made from: what they point to and "
+        "how they are named. Changes apply to sender domains created afterwards."
     )
     entities = ("dns_settings",)
 
@@ -238,9 +268,20 @@ class DnsSettingsPage(Page):
                         LABELS[key],
                         _parser(key),
                         placeholder=default,
-                        hint=f"{HINTS[key]} Reference default: {default}",
+                        hint=f"{HINTS[key]} Default: {default}",
                     )
         form.changed.connect(self._on_edit)
+        # QFormLayout keeps the row heights it measured for word-wrapped rows: when an
+        # inline error or a longer source line appears, the row would stay as short as
+        # before and squeeze its field (the DKIM box shrank under its own help text).
+        for field in form.fields.values():
+            if isinstance(field.widget, QLineEdit):
+                # A long value (a DMARC policy) is cut by the box; the tooltip has it whole.
+                field.widget.textChanged.connect(field.widget.setToolTip)
+        self._relayout_pending = False
+        for holder in form.findChildren(QWidget):
+            if holder.parentWidget() is form:
+                holder.installEventFilter(self)
         content = QWidget()
         column = QVBoxLayout(content)
         column.setContentsMargins(0, 0, 12, 0)
@@ -275,6 +316,7 @@ class DnsSettingsPage(Page):
         self.reload_box: QMessageBox | None = None
         self._saving = False
         self._announcing = False
+        self._saved_shown = False
         context.database_changed.connect(self._database_changed)
         self._update_buttons()
 
@@ -290,6 +332,18 @@ class DnsSettingsPage(Page):
                 return form.fields[key].widget
         raise KeyError(key)
 
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.LayoutRequest and not self._relayout_pending:
+            # After the row has laid itself out, so the form measures its new height.
+            self._relayout_pending = True
+            QTimer.singleShot(0, self, self._relayout_form)
+        return super().eventFilter(watched, event)
+
+    def _relayout_form(self) -> None:
+        self._relayout_pending = False
+        self.form.layout_.invalidate()
+        self.form.layout_.activate()
+
     def _on_edit(self) -> None:
         self._update_buttons()
 
@@ -299,7 +353,14 @@ class DnsSettingsPage(Page):
         self.save_button.setEnabled(dirty and loaded and not self._saving)
         self.revert_button.setEnabled(dirty and not self._saving)
         self.dirty_label.setText("Unsaved changes" if dirty else "")
+        if dirty and self._saved_shown:
+            # "Saved." next to "Unsaved changes" would contradict it.
+            self.show_status("")
         self.dirty_label.setStyleSheet(f"color: {theme.warning_colour(self.palette())};")
+
+    def show_status(self, message: str, *, error: bool = False) -> None:
+        self._saved_shown = False
+        super().show_status(message, error=error)
 
     def can_leave(self) -> bool:
         if not self.is_dirty():
@@ -358,6 +419,10 @@ class DnsSettingsPage(Page):
         stored = data["stored"] or data["effective"]
         for form in self.forms:
             form.load({key: stored.get(key) for key in form.fields})
+            for field in form.fields.values():
+                if isinstance(field.widget, QLineEdit):
+                    # Loading blocks textChanged, so the tooltip is set here as well.
+                    field.widget.setToolTip(field.widget.text())
         self._update_buttons()
 
     def revert(self) -> None:
@@ -414,9 +479,10 @@ class DnsSettingsPage(Page):
             form.mark_clean()
         self.show_settings(data)
         self.show_status(
-            "Saved. New sender domains get records rendered with these values; existing "
+            "Saved. New sender domains get records made with these values; existing "
             "domains keep theirs."
         )
+        self._saved_shown = True
         self._announcing = True  # other pages reload; this one already shows the result
         try:
             self.context.changed.emit("dns_settings")

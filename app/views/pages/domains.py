@@ -114,7 +114,8 @@ STATUS_ORDER = {"approval_pending": 0, "enabled": 1}
 OUTCOME_ORDER = {"failed": 0, "error": 1, "untested": 2}
 
 COLUMNS = (
-    Column("domain", "Domain"),
+    # Columns narrower than their text elide it; the tooltip has it whole.
+    Column("domain", "Domain", tooltip=lambda row: row["domain"]),
     Column("kind", "Kind", text=lambda row: str(KIND_TITLES.get(row["kind"], row["kind"]))),
     Column(
         "status",
@@ -124,7 +125,7 @@ COLUMNS = (
         sort_value=lambda row: STATUS_ORDER.get(row["status"], 2),
     ),
     Column("user", "User"),
-    Column("template", "Template"),
+    Column("template", "Template", tooltip=lambda row: row["template"] or None),
     Column("checked", "Last Check", sort_value=lambda row: row["last_check_at"] or ""),
     Column(
         "check_result",
@@ -221,8 +222,9 @@ class DomainsPage(ListPage):
             self.status_filter.addItem(status_title(status.value), status.value)
         self.toolbar.insertWidget(self.toolbar.indexOf(self.filter), self.status_filter)
         self.filter.setPlaceholderText("Filter by domain, user, template…")
+        # Room for the whole hint; a narrow window puts the filters on a line of their own.
         self.filter.setMinimumWidth(
-            self.fontMetrics().horizontalAdvance("Filter by domain, user") + 40
+            self.fontMetrics().horizontalAdvance(self.filter.placeholderText()) + 40
         )
         self.status_filter.currentIndexChanged.connect(lambda _i: self.apply_filter())
         QShortcut(QKeySequence.StandardKey.New, self, self.new_item)

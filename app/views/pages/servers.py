@@ -32,7 +32,7 @@ from app.views.table_model import ROW_ROLE, Column, Row
 
 Index = QModelIndex | QPersistentModelIndex
 
-ENCRYPTION_NAMES = {"none": "None", "ssl": "SSL", "tls": "TLS"}
+ENCRYPTION_NAMES = {"none": "None", "ssl": "SSL", "tls": "STARTTLS"}
 # Badge fills: saturated enough for white text on them, in light and dark palettes alike.
 BADGE_FILLS = {"blue": "#1565c0", "green": "#2e7d32", "purple": "#6a1b9a"}
 CHANNEL_NAMES = {"M": "Marketing", "T": "Transactional", "AR": "Autoresponder"}

@@ -33,7 +33,7 @@ def _used_by_text(row: Row) -> str:
     if names:
         return ", ".join(names)
     if row["name"].casefold() == DEFAULT_TEMPLATE_NAME.casefold():
-        return "groups that select none"
+        return "groups that choose no template"
     return "no group"
 
 
