@@ -394,7 +394,9 @@ def test_first_five_minutes_in_one_window(
     assert badge.accessibleName() == "Status: Approval Pending"
     click(qtbot, child(detail, QAbstractButton, "copyAllButton"))
     copied = QApplication.clipboard().text().splitlines()
-    assert len(copied) == 5
+    # The Default template's five records, then the SPF TXT record to merge at the domain.
+    assert len(copied) == 6
+    assert copied[-1].startswith(f"{DOMAIN}\tTXT\tv=spf1 include:")
     published = [record_line(*line.split("\t")) for line in copied]
     assert all(DOMAIN in line for line in published)
     dns_peers.append(start_server(tmp_path / "zones", {ZONE: zone_text(ZONE, published)}))
