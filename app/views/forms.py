@@ -245,6 +245,18 @@ class Form(QWidget):
         return False
 
 
+def ask_discard(parent: QWidget, what: str) -> bool:
+    """The one "Discard changes?" question (Cancel by default); True to discard."""
+    answer = QMessageBox.question(
+        parent,
+        "Discard changes?",
+        f"{what} Discard them?",
+        QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+        QMessageBox.StandardButton.Cancel,
+    )
+    return answer == QMessageBox.StandardButton.Discard
+
+
 class EditorDialog(QDialog):
     """Tabs of forms, Save and Cancel, a service-error line, and an unsaved-changes guard.
 
@@ -397,14 +409,7 @@ class EditorDialog(QDialog):
         self.error.setVisible(bool(message))
 
     def _ask_discard(self) -> bool:
-        answer = QMessageBox.question(
-            self,
-            "Discard changes?",
-            "You have unsaved changes. Discard them?",
-            QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
-            QMessageBox.StandardButton.Cancel,
-        )
-        return answer == QMessageBox.StandardButton.Discard
+        return ask_discard(self, "You have unsaved changes.")
 
     def reject(self) -> None:
         if self.is_dirty() and not self.confirm_discard():

@@ -23,6 +23,7 @@ from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor, QIcon
+from PySide6.QtWidgets import QAbstractItemView
 
 Row = dict[str, Any]
 Index = QModelIndex | QPersistentModelIndex
@@ -290,3 +291,12 @@ class RowTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.TextAlignmentRole and column.align_right:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
+
+
+def selected_row(table: QAbstractItemView) -> Row | None:
+    """The row dict of a table's first selected row, or None."""
+    indexes = table.selectionModel().selectedRows()
+    if not indexes:
+        return None
+    row = indexes[0].data(ROW_ROLE)
+    return row if isinstance(row, dict) else None

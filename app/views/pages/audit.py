@@ -35,7 +35,7 @@ from app.services import audit
 from app.views.context import AppContext
 from app.views.pages.base import Page
 from app.views.pages.flow import FlowLayout
-from app.views.table_model import ROW_ROLE, Column, Row, RowTableModel
+from app.views.table_model import Column, Row, RowTableModel, selected_row
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -327,11 +327,7 @@ class AuditPage(Page):
     # ------------------------------------------------------------------ details
 
     def selected_row(self) -> Row | None:
-        indexes = self.table.selectionModel().selectedRows()
-        if not indexes:
-            return None
-        row = indexes[0].data(ROW_ROLE)
-        return row if isinstance(row, dict) else None
+        return selected_row(self.table)
 
     def _reselect(self, wanted: Row) -> None:
         for source_row, row in enumerate(self.model.rows):

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 from app.views.context import AppContext
 from app.views.focus import mark_focus
 from app.views.pages.flow import FlowLayout
-from app.views.table_model import ROW_ROLE, Column, Row, RowKey, RowTableModel
+from app.views.table_model import ROW_ROLE, Column, Row, RowKey, RowTableModel, selected_row
 
 
 def scaled_font(base: QFont, factor: float, *, bold: bool = False) -> QFont:
@@ -188,11 +188,7 @@ class ListPage(Page):
     # ------------------------------------------------------------------ selection
 
     def selected_row(self) -> Row | None:
-        indexes = self.table.selectionModel().selectedRows()
-        if not indexes:
-            return None
-        row = indexes[0].data(ROW_ROLE)
-        return row if isinstance(row, dict) else None
+        return selected_row(self.table)
 
     def selected_rows(self) -> list[Row]:
         rows = []

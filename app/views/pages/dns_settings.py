@@ -43,7 +43,7 @@ from app.services.dns_settings import (
 from app.services.errors import ConcurrentEditError, ValidationError
 from app.views import theme
 from app.views.context import AppContext
-from app.views.forms import Form
+from app.views.forms import Form, ask_discard
 from app.views.pages.base import Page, scaled_font
 
 if TYPE_CHECKING:
@@ -371,14 +371,7 @@ class DnsSettingsPage(Page):
         return True
 
     def _ask_discard(self) -> bool:
-        answer = QMessageBox.question(
-            self,
-            "Discard changes?",
-            "The DNS settings have unsaved changes. Discard them?",
-            QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
-            QMessageBox.StandardButton.Cancel,
-        )
-        return answer == QMessageBox.StandardButton.Discard
+        return ask_discard(self, "The DNS settings have unsaved changes.")
 
     # -------------------------------------------------------------- loading
 
