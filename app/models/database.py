@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -287,6 +288,29 @@ def upgrade_schema(engine: Engine) -> None:
             _unlock_after_migration(connection)
 
 
+# SQLite can still answer "database is locked" to a process that arrives while another one
+# is creating a brand-new file (its first journal-mode switch and schema write), in spite of
+# the busy timeout. Opening is idempotent, so it is tried again a few times before the
+# error is reported; anything other than a lock is reported at once.
+_SQLITE_OPEN_ATTEMPTS = 5
+
+
+def _upgrade_when_free(engine: Engine) -> None:
+    attempt = 1
+    while True:
+        try:
+            upgrade_schema(engine)
+            return
+        except OperationalError as exc:
+            locked = engine.dialect.name == "sqlite" and "locked" in str(exc.orig).lower()
+            if not locked or attempt >= _SQLITE_OPEN_ATTEMPTS:
+                raise
+            log.info("database %s is locked while opening; trying again", redact_url(engine.url))
+            engine.dispose()  # a connection that met the lock may hold a stale state
+            time.sleep(0.2 * attempt)
+            attempt += 1
+
+
 # An arbitrary constant shared by every Postroom process: the migration lock's name.
 _MIGRATION_LOCK_ID = 0x706F7374  # "post"
 _MIGRATION_LOCK_WAIT_S = 120
@@ -331,7 +355,7 @@ class Database:
         self.engine = create_db_engine(url, create_folder=create_folder)
         self.backend = self.engine.dialect.name
         if migrate:
-            upgrade_schema(self.engine)
+            _upgrade_when_free(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(
             self.engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
