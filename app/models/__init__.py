@@ -15,7 +15,13 @@ from app.models.delivery import DeliveryServer, User, UserGroup
 from app.models.dns import DnsSettings, DnsTemplate, DnsTemplateRecord
 from app.models.domains import SenderDomain, SenderDomainRecord
 from app.models.meta import AuditEntry, Installation
-from app.models.sending import Campaign, EngineHeartbeat, QueueItem, UserSendCount
+from app.models.sending import (
+    Campaign,
+    EngineHeartbeat,
+    QueueItem,
+    ServerSendCount,
+    UserSendCount,
+)
 
 __all__ = [
     "AuditEntry",
@@ -36,6 +42,7 @@ __all__ = [
     "QueueStatus",
     "SenderDomain",
     "SenderDomainRecord",
+    "ServerSendCount",
     "TemplateKind",
     "TestStatus",
     "User",

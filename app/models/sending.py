@@ -1,4 +1,4 @@
-"""Campaigns, the delivery queue, per-user send counters and engine heartbeats."""
+"""Campaigns, the delivery queue, per-user and per-server send counters and engine heartbeats."""
 
 from __future__ import annotations
 
@@ -132,6 +132,22 @@ class UserSendCount(Base):
     )
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     via_default_domain: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    sent: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ServerSendCount(Base):
+    """Messages a delivery server accepted per UTC hour; its quotas are sums over this ledger.
+
+    Hourly rows serve both quotas: the hourly one reads the current hour's row, the daily
+    one sums the UTC day's rows (at most 24), so no second ledger has to be kept in step.
+    """
+
+    __tablename__ = "server_send_counts"
+
+    server_id: Mapped[int] = mapped_column(
+        ForeignKey("delivery_servers.id", ondelete="CASCADE"), primary_key=True
+    )
+    hour: Mapped[datetime] = mapped_column(UtcDateTime(), primary_key=True)  # start, UTC
     sent: Mapped[int] = mapped_column(Integer, default=0)
 
 

@@ -18,20 +18,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime, timedelta
-from typing import Any, cast
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
-from sqlalchemy import and_, case, func, select, update
-from sqlalchemy.engine import CursorResult
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.models import User, UserSendCount
-from app.services import validation
+from app.services import ledger, validation
 from app.services.errors import ConflictError, LimitExceeded, NotFoundError
 
 ROLLING_WINDOW_DAYS = 30
+DEFAULT_DOMAIN = "default_sender_domain"  # the kind of its LimitExceeded and Counter
 
 
 @dataclass(frozen=True)
@@ -167,9 +166,116 @@ def _window_frees_on(session: Session, user_id: int, day: date, needed: int) -> 
     return None
 
 
-def _fits(sent: int, number: int, limit: int | None) -> bool:
-    """A batch must fit entirely; reaching the limit exactly is allowed."""
-    return limit is None or sent + number <= limit
+@dataclass(frozen=True)
+class Counter:
+    """One of a user's limits as it stands on a day: the one rule that both ``check_can_send``
+    and ``quotas.user_allowance`` read, so a refusal and an allowance never disagree."""
+
+    kind: str  # "lifetime", "monthly", "daily" or "default_sender_domain"
+    sent: int  # what counts toward it now
+    limit: int | None  # None: unlimited
+    frees_at: datetime | None  # when room opens again (UTC); None: never by itself
+    remedy: str  # when room opens again and which setting raises the limit
+
+    def room(self) -> int | None:
+        """How many more may go now; None when unlimited; never negative (a lowered
+        limit can sit below what was already sent)."""
+        return None if self.limit is None else max(0, self.limit - self.sent)
+
+    def fits(self, number: int) -> bool:
+        """A batch must fit entirely; reaching the limit exactly is allowed."""
+        return self.limit is None or self.sent + number <= self.limit
+
+    def refusal(self, who: str, number: int | None = None) -> str:
+        """The sentence that says this limit stops ``who``: from sending ``number`` more,
+        or (``number`` None) from sending any more now."""
+        if self.kind == DEFAULT_DOMAIN:
+            spent = (
+                f"{who} has sent {self.sent} emails through the default sender domain in the "
+                f"last {ROLLING_WINDOW_DAYS} days"
+            )
+            if number is None:
+                return f"{spent}, which reaches its limit of {self.limit}; {self.remedy}"
+            over = f"{number} more would exceed its limit of {self.limit}"
+            return f"{spent} and {over}; {self.remedy}"
+        spent = f"{who} has sent {self.sent} of the {self.kind} limit of {self.limit} emails"
+        if number is None:
+            return f"{spent}; {self.remedy}"
+        return f"{spent} and {number} more would exceed it; {self.remedy}"
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), UTC)
+
+
+def who(current: Usage) -> str:
+    return f"User {current.username} of group {current.group}"
+
+
+def counters(current: Usage) -> tuple[Counter, ...]:
+    """The group's calendar limits, from the one that resets last to the soonest, so that
+    the first one that blocks is the one that really stops sending."""
+    day = current.as_of
+    tomorrow = day + timedelta(days=1)
+    return (
+        Counter(
+            "lifetime",
+            current.lifetime,
+            current.lifetime_limit,
+            None,
+            "this limit never resets, so raise the Lifetime Email Limit in the group's Limits.",
+        ),
+        Counter(
+            "monthly",
+            current.this_month,
+            current.monthly_limit,
+            _midnight(_next_month(day)),
+            f"the count starts again on {_next_month(day).isoformat()} (UTC), or raise the "
+            "Monthly Email Limit in the group's Limits.",
+        ),
+        Counter(
+            "daily",
+            current.today,
+            current.daily_limit,
+            _midnight(tomorrow),
+            f"the count starts again at 00:00 UTC on {tomorrow.isoformat()}, "
+            "or raise the Daily Email Limit in the group's Limits.",
+        ),
+    )
+
+
+def require_default_domain(session: Session, user_id: int, current: Usage) -> None:
+    """ConflictError unless the user's group has its default sender domain switched on."""
+    if not _load_user(session, user_id).group.default_sender_domain_enabled:
+        raise ConflictError(
+            f"Group {current.group} has no active default sender domain; check "
+            '"Activate default sender domain" in its Preferences or send from a '
+            "verified sender domain."
+        )
+
+
+def default_domain_counter(
+    session: Session, user_id: int, current: Usage, number: int = 1
+) -> Counter:
+    """The default sender domain's rolling-window limit, for a batch of ``number``: when
+    the batch does not fit, ``frees_at`` is the day enough older sends leave the window."""
+    limit = current.default_domain_limit
+    sent = current.default_domain_30d
+    frees_on = None
+    if limit is not None and sent + number > limit and number <= limit:
+        frees_on = _window_frees_on(session, user_id, current.as_of, sent + number - limit)
+    when = (
+        f"room frees up on {frees_on.isoformat()} as older sends leave the window"
+        if frees_on
+        else f"a batch of {number} is larger than the limit itself"
+    )
+    return Counter(
+        DEFAULT_DOMAIN,
+        sent,
+        limit,
+        _midnight(frees_on) if frees_on else None,
+        f"{when}, or raise the default sender domain's Monthly Limit in the group's Preferences.",
+    )
 
 
 def check_can_send(
@@ -187,66 +293,14 @@ def check_can_send(
     """
     number = validation.bounded_int(count, "Count", minimum=1)
     current = usage(session, user_id, today=today)
-    day = current.as_of
-    who = f"User {current.username} of group {current.group}"
-
-    # From the limit that resets last to the soonest.
-    counters = (
-        (
-            "lifetime",
-            current.lifetime,
-            current.lifetime_limit,
-            "this limit never resets, so raise the Lifetime Email Limit in the group's Limits.",
-        ),
-        (
-            "monthly",
-            current.this_month,
-            current.monthly_limit,
-            f"the count starts again on {_next_month(day).isoformat()} (UTC), or raise the "
-            "Monthly Email Limit in the group's Limits.",
-        ),
-        (
-            "daily",
-            current.today,
-            current.daily_limit,
-            f"the count starts again at 00:00 UTC on {(day + timedelta(days=1)).isoformat()}, "
-            "or raise the Daily Email Limit in the group's Limits.",
-        ),
-    )
-    for kind, sent, limit, remedy in counters:
-        if not _fits(sent, number, limit):
-            raise LimitExceeded(
-                kind,
-                f"{who} has sent {sent} of the {kind} limit of {limit} emails and {number} "
-                f"more would exceed it; {remedy}",
-            )
+    for counter in counters(current):
+        if not counter.fits(number):
+            raise LimitExceeded(counter.kind, counter.refusal(who(current), number))
     if via_default_domain:
-        user = _load_user(session, user_id)
-        if not user.group.default_sender_domain_enabled:
-            raise ConflictError(
-                f"Group {current.group} has no active default sender domain; check "
-                '"Activate default sender domain" in its Preferences or send from a '
-                "verified sender domain."
-            )
-        limit = current.default_domain_limit
-        if limit is not None and not _fits(current.default_domain_30d, number, limit):
-            frees_on = (
-                _window_frees_on(session, user_id, day, current.default_domain_30d + number - limit)
-                if number <= limit
-                else None
-            )
-            when = (
-                f"room frees up on {frees_on.isoformat()} as older sends leave the window"
-                if frees_on
-                else f"a batch of {number} is larger than the limit itself"
-            )
-            raise LimitExceeded(
-                "default_sender_domain",
-                f"{who} has sent {current.default_domain_30d} emails through the default "
-                f"sender domain in the last {ROLLING_WINDOW_DAYS} days and {number} more would "
-                f"exceed its limit of {limit}; {when}, or raise the default sender domain's "
-                "Monthly Limit in the group's Preferences.",
-            )
+        require_default_domain(session, user_id, current)
+        counter = default_domain_counter(session, user_id, current, number)
+        if not counter.fits(number):
+            raise LimitExceeded(counter.kind, counter.refusal(who(current), number))
     return current
 
 
@@ -260,32 +314,14 @@ def record_sent(
 ) -> None:
     """Add ``count`` sent messages to the user's counter for the (UTC) day."""
     number = validation.bounded_int(count, "Count", minimum=1)
-    day = _day(today)
     _load_user(session, user_id)
-    key = and_(
-        UserSendCount.user_id == user_id,
-        UserSendCount.day == day,
-        UserSendCount.via_default_domain.is_(via_default_domain),
-    )
-    # One UPDATE adds to the stored value inside the database, so two engines recording
-    # at once can't lose each other's counts (no read-modify-write in Python).
-    increment = (
-        update(UserSendCount)
-        .where(key)
-        .values(sent=UserSendCount.sent + number)
-        .execution_options(synchronize_session="fetch")
-    )
-    result = cast(CursorResult[Any], session.execute(increment))
-    if result.rowcount:
-        return
-    try:
-        # The savepoint keeps the caller's transaction usable if another engine inserted
-        # the day's row first; then that row gets our increment instead.
-        with session.begin_nested():
-            session.add(
-                UserSendCount(
-                    user_id=user_id, day=day, via_default_domain=via_default_domain, sent=number
-                )
-            )
-    except IntegrityError:
-        session.execute(increment)
+    add_user_sent(session, user_id, _day(today), via_default_domain, number)
+
+
+def add_user_sent(
+    session: Session, user_id: int, day: date, via_default_domain: bool, number: int
+) -> None:
+    """The ledger write of ``record_sent`` for a user known to exist (one statement, usually)."""
+    key = {"user_id": user_id, "day": day, "via_default_domain": via_default_domain}
+    if not ledger.add_sent(session, UserSendCount, key, number):
+        raise NotFoundError("user", user_id)
