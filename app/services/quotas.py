@@ -16,9 +16,9 @@ Decisions:
   of them have room, and ``until`` is when that happens.
 * A group whose default sender domain is off allows nothing through it: remaining 0 with
   the sentence that says how to turn it on, and no ``until``.
-* Recording adds to both ledgers in the caller's transaction, one statement per distinct
-  key (two when a key's row is new), keys in sorted order so that two engines writing the
-  same rows lock them in the same order and cannot deadlock on each other.
+* Recording adds to both ledgers in the caller's transaction, one upsert per distinct key
+  (``ledger.add_sent``), keys in sorted order so that two engines writing the same rows
+  lock them in the same order and cannot deadlock on each other.
 """
 
 from __future__ import annotations
