@@ -14,6 +14,7 @@ from app.cli import (  # noqa: F401
     config,
     dns_settings,
     domains,
+    engine,
     groups,
     gui,
     profiles,

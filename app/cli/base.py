@@ -52,6 +52,8 @@ class State:
     database_url: str | None = None
     profile: str | None = None
     json: bool = False
+    log_level: str | None = None  # the root options, for commands that log differently
+    log_format: str | None = None
     _db: Database | None = field(default=None, repr=False)
 
     def url(self) -> str:
@@ -220,6 +222,7 @@ def main(
     state.database_url = database_url
     state.profile = profile
     state.json = state.json or json_output
+    state.log_level, state.log_format = log_level, log_format
 
 
 pass_state = click.make_pass_decorator(State, ensure=True)

@@ -298,8 +298,18 @@ class DeliveryQueue:
         """A permanent failure (5xx, no route, too many attempts), with the reason."""
         return self.record([Outcome(item.id, QueueStatus.FAILED, reply, server_name)]) == 1
 
-    def record(self, outcomes: Sequence[Outcome], *, now: datetime | None = None) -> int:
-        """Write several outcomes in one transaction; how many leases were still ours."""
+    def record(
+        self,
+        outcomes: Sequence[Outcome],
+        *,
+        now: datetime | None = None,
+        also: Callable[[Connection], None] | None = None,
+    ) -> int:
+        """Write several outcomes in one transaction; how many leases were still ours.
+
+        ``also`` runs in the same transaction (the engine adds the sends to the limit
+        ledgers there, so a count and its outcome are committed together or not at all).
+        """
         when = now or utcnow()
         for outcome in outcomes:
             if outcome.status not in (QueueStatus.SENT, QueueStatus.DEFERRED, QueueStatus.FAILED):
@@ -367,6 +377,8 @@ class DeliveryQueue:
                     update(ITEMS).where(ITEMS.c.id == bindparam("item_id"), *mine).values(**values)
                 )
                 done += int(connection.execute(statement, params).rowcount)
+            if also is not None:
+                also(connection)
             return done
 
         return self._transaction(write)
@@ -386,6 +398,38 @@ class DeliveryQueue:
                 lease_expires_at=None,
             )
             == 1
+        )
+
+    def hold_many(
+        self, item_ids: Sequence[int], reason: str, *, until: datetime | None = None
+    ) -> int:
+        """``hold`` for several claimed items with one reason, in one statement."""
+        if not item_ids:
+            return 0
+        return self._update(
+            self._mine(item_ids),
+            status=QueueStatus.HELD,
+            held_reason=reason[:HELD_REASON_LENGTH],
+            next_attempt_at=until,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+
+    def hold_waiting(
+        self, campaign_ids: Sequence[int], reason: str, *, until: datetime | None = None
+    ) -> int:
+        """Hold every queued or deferred item of these campaigns (a limit reached for all).
+
+        Claiming them one batch at a time only to hold them again would churn through the
+        whole campaign; one UPDATE parks them until ``until`` (``release_held``).
+        """
+        if not campaign_ids:
+            return 0
+        return self._update(
+            and_(text(CLAIMABLE_WHERE), ITEMS.c.campaign_id.in_(list(campaign_ids))),
+            status=QueueStatus.HELD,
+            held_reason=reason[:HELD_REASON_LENGTH],
+            next_attempt_at=until,
         )
 
     def release_held(

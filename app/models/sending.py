@@ -152,10 +152,13 @@ class ServerSendCount(Base):
 
 
 class EngineHeartbeat(Base):
+    """A send engine's last beat: one row for the engine (``campaign_id`` NULL) and one per
+    campaign it sends, with its sent / failed counts and workers (app.engine.heartbeats)."""
+
     __tablename__ = "engine_heartbeats"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    engine: Mapped[str] = mapped_column(String(200))  # container / instance name
+    engine: Mapped[str] = mapped_column(String(200), index=True)  # container / instance name
     worker: Mapped[str] = mapped_column(String(200))
     campaign_id: Mapped[int | None] = mapped_column(
         ForeignKey("campaigns.id", ondelete="SET NULL"), nullable=True
@@ -164,3 +167,4 @@ class EngineHeartbeat(Base):
     failed: Mapped[int] = mapped_column(Integer, default=0)
     last_beat_at: Mapped[datetime] = mapped_column(UtcDateTime())
     state: Mapped[str] = mapped_column(String(50), default="running")
+    workers: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
