@@ -319,7 +319,7 @@ def record_sent(
 
 
 def add_user_sent(
-    session: Session, user_id: int, day: date, via_default_domain: bool, number: int
+    session: ledger.LedgerWriter, user_id: int, day: date, via_default_domain: bool, number: int
 ) -> None:
     """The ledger write of ``record_sent`` for a user known to exist (one statement, usually)."""
     key = {"user_id": user_id, "day": day, "via_default_domain": via_default_domain}

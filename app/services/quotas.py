@@ -177,7 +177,7 @@ def _server_window(
 
 
 def record_deliveries(
-    session: Session, deliveries: Sequence[Delivery], *, now: datetime | None = None
+    session: ledger.LedgerWriter, deliveries: Sequence[Delivery], *, now: datetime | None = None
 ) -> None:
     """Count ``deliveries`` in the users' and servers' ledgers, in the caller's transaction.
 
