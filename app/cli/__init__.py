@@ -18,6 +18,7 @@ from app.cli import (  # noqa: F401
     gui,
     profiles,
     route,
+    sendengine,
     servers,
     templates,
     users,
