@@ -41,7 +41,7 @@ FALLBACK_MIRROR = "http://deb.debian.org/debian"
 BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
 BASE_IMAGE_ROLE = "base-image"
 # Bump when the trimming or the import settings change, so older bases are made again.
-BASE_FORMAT = "1"
+BASE_FORMAT = "2"
 APT_SOURCES = Path("/etc/apt")
 # Removed from the root file system: caches and documentation nothing in the image reads.
 TRIMMED = (
@@ -188,7 +188,14 @@ def debootstrap(suite: str, mirror: str, rootfs: Path, progress: Progress) -> No
 
 
 def trim(rootfs: Path) -> None:
-    """Drop caches, manuals and translations; keep each package's copyright file."""
+    """Drop caches, manuals and translations; keep each package's copyright file.
+
+    debootstrap copies this machine's host name and resolver settings in; they are not the
+    image's (Docker mounts a container's own over them), so they go too.
+    """
+    (rootfs / "etc/hostname").write_text("localhost\n")
+    (rootfs / "etc/resolv.conf").unlink(missing_ok=True)
+    (rootfs / "etc/resolv.conf").write_text("")
     for name in TRIMMED:
         target = rootfs / name
         if target.is_dir() and not target.is_symlink():

@@ -223,24 +223,32 @@ def dependency_wheels(root: Path, into: Path, progress: Progress) -> None:
         (sys.implementation.cache_tag, platform.machine()),
     )[:16]
     cache = Path(platformdirs.user_cache_dir("postroom", appauthor=False)) / "wheelhouse" / key
-    if not (cache / ".complete").is_file():
+    if (cache / ".complete").is_file():
+        progress(f"Dependency wheels: cached in {cache}")
+        source = cache
+    else:
         progress(f"Building the dependency wheels (pip wheel -r {requirements.name})")
-        partial = cache.with_name(key + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        # A folder of its own, renamed into place when complete: two builds at once
+        # neither see half a wheelhouse nor delete each other's.
+        source = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=cache.parent))
         run_pip(
-            ["wheel", "--prefer-binary", "--wheel-dir", str(partial), "-r", str(requirements)],
+            ["wheel", "--prefer-binary", "--wheel-dir", str(source), "-r", str(requirements)],
             progress,
             "build the dependency wheels",
         )
-        (partial / ".complete").write_text(datetime.now(UTC).isoformat() + "\n")
+        (source / ".complete").write_text(datetime.now(UTC).isoformat() + "\n")
         shutil.rmtree(cache, ignore_errors=True)
-        partial.rename(cache)
-    else:
-        progress(f"Dependency wheels: cached in {cache}")
+        try:
+            source.rename(cache)
+            source = cache
+        except OSError:  # another build put its own in place first; this one is as good
+            pass
     into.mkdir(parents=True)
-    for wheel in sorted(cache.glob("*.whl")):
+    for wheel in sorted(source.glob("*.whl")):
         shutil.copy2(wheel, into / wheel.name)
+    if source != cache:
+        shutil.rmtree(source, ignore_errors=True)
 
 
 def project_wheel(root: Path, work: Path, into: Path, progress: Progress) -> None:

@@ -8,6 +8,8 @@ supervisord, pass what the engine prints on to the container's output.
 from __future__ import annotations
 
 import json
+import subprocess
+import tarfile
 import time
 from datetime import datetime
 from typing import Any
@@ -177,3 +179,36 @@ def test_a_second_base_with_unchanged_inputs_is_skipped(
     again = make_image("base", "--tag", base_image)
     assert again["built"] is False
     assert again["image_id"] == docker_client.images.get(base_image).id
+
+
+def image_files(image: str, names: set[str]) -> dict[str, bytes]:
+    """Files as the image's layers hold them (a container would see Docker's own mounts)."""
+    found: dict[str, bytes] = {}
+    with subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE) as saved:
+        assert saved.stdout is not None
+        with tarfile.open(fileobj=saved.stdout, mode="r|") as outer:
+            for member in outer:
+                layer = outer.extractfile(member) if member.name.endswith("layer.tar") else None
+                if layer is None:
+                    continue
+                with tarfile.open(fileobj=layer, mode="r|") as inner:
+                    for entry in inner:
+                        name = entry.name.removeprefix("./")
+                        content = inner.extractfile(entry) if name in names else None
+                        if content is not None:
+                            found[name] = content.read()
+    assert saved.returncode == 0
+    return found
+
+
+def test_the_base_keeps_nothing_of_the_machine_that_made_it(
+    base_image: str, docker_client: Any
+) -> None:
+    labels = docker_client.images.get(base_image).attrs["Config"]["Labels"] or {}
+    if labels.get("app.postroom.role") != "base-image":
+        pytest.skip(f"{base_image} was not made by `postroom sendengine base`")
+    files = image_files(
+        base_image, {"etc/hostname", "etc/resolv.conf", "usr/lib/python3.11/venv/__init__.py"}
+    )
+    assert files.pop("usr/lib/python3.11/venv/__init__.py")
+    assert files == {"etc/hostname": b"localhost\n", "etc/resolv.conf": b""}
