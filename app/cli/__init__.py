@@ -19,6 +19,7 @@ from app.cli import (  # noqa: F401
     gui,
     profiles,
     route,
+    sendengine,
     servers,
     templates,
     users,

@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 APP_NAME = "postroom"
 DATABASE_URL_ENV = "POSTROOM_DATABASE_URL"
+# A file holding the URL: how a container gets it (a mounted secret), so the password is
+# neither in the image nor in the container's environment as `docker inspect` shows it.
+DATABASE_URL_FILE_ENV = "POSTROOM_DATABASE_URL_FILE"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 WRITE_OPTION = "postroom_write"
 
@@ -33,13 +36,55 @@ def default_sqlite_path() -> Path:
 
 
 def resolve_database_url(explicit: str | None = None) -> str:
-    """``--database`` wins, then ``POSTROOM_DATABASE_URL``, then the embedded SQLite file."""
+    """``--database`` wins, then ``POSTROOM_DATABASE_URL``, then the file that
+    ``POSTROOM_DATABASE_URL_FILE`` names, then the embedded SQLite file."""
     if explicit:
         return explicit
     from_env = os.environ.get(DATABASE_URL_ENV)
     if from_env:
         return from_env
+    url_file = os.environ.get(DATABASE_URL_FILE_ENV)
+    if url_file:
+        return read_database_url_file(Path(url_file))
     return f"sqlite:///{default_sqlite_path()}"
+
+
+def read_database_url_file(path: Path) -> str:
+    """The URL in ``path``: its first non-blank line, without surrounding white space.
+
+    The file is a secret, so no error repeats what it holds.
+    """
+    try:
+        text_in_file = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValidationError(
+            DATABASE_URL_FILE_ENV,
+            f"{path} does not exist; mount the file holding the database URL there, "
+            "or unset the variable.",
+        ) from None
+    except IsADirectoryError:
+        raise ValidationError(
+            DATABASE_URL_FILE_ENV,
+            f"{path} is a folder; name the file holding the database URL.",
+        ) from None
+    except PermissionError:
+        raise ValidationError(
+            DATABASE_URL_FILE_ENV,
+            f"{path} may not be read by this user; make it readable to the user running "
+            "Postroom (mode 0400 or 0600, owned by that user).",
+        ) from None
+    except UnicodeDecodeError:
+        raise ValidationError(
+            DATABASE_URL_FILE_ENV,
+            f"{path} is not a UTF-8 text file; write the database URL into it as one line.",
+        ) from None
+    url = next((line.strip() for line in text_in_file.splitlines() if line.strip()), "")
+    if not url:
+        raise ValidationError(
+            DATABASE_URL_FILE_ENV,
+            f"{path} is empty; write the database URL into it as one line.",
+        )
+    return url
 
 
 def redact_url(url: str | URL) -> str:

@@ -1,0 +1,128 @@
+"""The one place a Docker client is made, and the sentence said when no engine answers.
+
+The client follows the Docker CLI's environment: ``DOCKER_HOST`` (``unix://``, ``tcp://``,
+``ssh://``), ``DOCKER_TLS_VERIFY`` and ``DOCKER_CERT_PATH``. An ``ssh://`` host goes through
+the system's ``ssh`` program, as the Docker CLI does, so no SSH library is needed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from typing import Any
+
+import docker
+from docker.errors import DockerException
+
+from app.services.errors import PostroomError
+
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+# A build or an import answers only when it is done; the API's own default (60 s) is for
+# quick calls.
+SLOW_CALL_TIMEOUT_S = 1800
+QUICK_CALL_TIMEOUT_S = 60
+
+
+class DockerUnreachable(PostroomError):
+    """No Docker engine answered where the environment says one is."""
+
+
+def docker_host() -> str:
+    """The engine address the client will use, as the environment says it."""
+    return os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+
+
+def tls_settings() -> str:
+    """The TLS variables in effect, for the unreachable sentence (never a key's content)."""
+    verify = os.environ.get("DOCKER_TLS_VERIFY")
+    cert_path = os.environ.get("DOCKER_CERT_PATH")
+    if not verify and not cert_path:
+        return ""
+    where = cert_path or os.path.join("~", ".docker")
+    return f" with TLS (DOCKER_TLS_VERIFY={verify or 'unset'}, certificates in {where})"
+
+
+def connect(timeout: int = QUICK_CALL_TIMEOUT_S) -> Any:
+    """A ``docker.DockerClient`` that has talked to the engine once (its API version).
+
+    Raises DockerUnreachable with the sentence to show when it could not.
+    """
+    host = docker_host()
+    try:
+        client = docker.from_env(timeout=timeout, use_ssh_client=host.startswith("ssh://"))
+        client.ping()
+    except DockerException as exc:
+        raise DockerUnreachable(unreachable_sentence(exc)) from None
+    return client
+
+
+def unreachable_sentence(exc: BaseException) -> str:
+    """One sentence: which engine was tried, why it failed in a word, and what to do."""
+    host = docker_host()
+    reason = _reason(exc)
+    if reason == "permission denied" and host.startswith("unix://"):
+        return (
+            f"this user may not use the Docker engine at {host}; run as root, or add the user "
+            "to the docker group (sudo usermod -aG docker $USER) and log in again."
+        )
+    if "DOCKER_HOST" not in os.environ:
+        return (
+            f"no Docker engine answers at {host} ({reason}); start it (sudo systemctl start "
+            "docker, or sudo dockerd & where there is no systemd), or set DOCKER_HOST to an "
+            "engine that runs."
+        )
+    return (
+        f"no Docker engine answers at DOCKER_HOST={host}{tls_settings()} ({reason}); check "
+        "that the engine runs there and that DOCKER_HOST, DOCKER_TLS_VERIFY and "
+        "DOCKER_CERT_PATH are right."
+    )
+
+
+_ERRNO_WORDS = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ENOENT: "no such socket",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EHOSTUNREACH: "host unreachable",
+    errno.ENETUNREACH: "network unreachable",
+    errno.ETIMEDOUT: "timed out",
+}
+
+
+def _reason(exc: BaseException) -> str:
+    """A few words for the lowest-level cause in the exception chain."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    text = ""
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, socket.gaierror):
+            return "host name not found"
+        if isinstance(current, TimeoutError | socket.timeout):
+            return "timed out"
+        if isinstance(current, OSError) and current.errno in _ERRNO_WORDS:
+            return _ERRNO_WORDS[current.errno]
+        text += " " + str(current).lower()
+        pending += [c for c in (current.__cause__, current.__context__) if c is not None]
+        pending += [a for a in current.args if isinstance(a, BaseException)]
+    # requests and urllib3 often keep the cause only in their message
+    for words, reason in (
+        (("path to a certificate", "client_cert"), "TLS certificate files not found"),
+        (("refused",), "connection refused"),
+        (("permission denied",), "permission denied"),
+        (("no such file", "filenotfounderror"), "no such socket"),
+        (
+            ("name or service not known", "nodename nor servname", "failed to resolve"),
+            "host name not found",
+        ),
+        (("timed out", "timeout"), "timed out"),
+        (("certificate", "ssl", "tls"), "TLS handshake failed"),
+        (("ssh",), "ssh failed"),
+    ):
+        if any(word in text for word in words):
+            return reason
+    return "no answer"
