@@ -70,6 +70,11 @@ def engine() -> None:
     show_default=True,
     help="Re-verify enabled sender domains' DNS this often (0: never from this engine).",
 )
+@click.option(
+    "--campaign",
+    metavar="NAME",
+    help="Send only this campaign's items (extra workers for one campaign).",
+)
 @click.option("--log-format", metavar="FORMAT", help="text or json (one object a line).")
 @click.option("--log-level", metavar="LEVEL", help="debug, info, warning or error.")
 @pass_state
@@ -84,6 +89,7 @@ def engine_run(
     eml_folder: str | None,
     cafile: str | None,
     recheck_hours: float,
+    campaign: str | None,
     log_format: str | None,
     log_level: str | None,
 ) -> None:
@@ -108,6 +114,7 @@ def engine_run(
         outbox=Path(eml_folder) if eml_folder else default_outbox(),
         cafile=cafile,
         recheck_seconds=recheck_hours * 3600,
+        campaign=campaign,
     )
     totals = run_engine(state.db(), options)
     if state.json:

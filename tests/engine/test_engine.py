@@ -512,3 +512,22 @@ def test_json_log_lines_carry_engine_campaign_and_item(db: Database, tmp_path: P
     failed = [line for line in lines if line.get("item")]
     assert failed and failed[0]["campaign"] == "Spring"
     assert Counter(line["level"] for line in lines)["info"] >= 2
+
+
+async def test_a_campaign_engine_sends_only_its_campaign(db: Database) -> None:
+    handler = ScriptedHandler()
+    peer = await start_peer(handler)
+    try:
+        make_route(db, peer.port)
+        make_campaign(db, ["a@example.org", "b@example.org"], name="First")
+        make_campaign(db, ["c@example.org", "d@example.org", "e@example.org"], name="Second")
+        totals = await run_engine(db, campaign="second")
+    finally:
+        await peer.stop()
+    assert totals.sent == 3
+    assert sorted(r for e in handler.envelopes for r in e.rcpt_tos) == [
+        "c@example.org",
+        "d@example.org",
+        "e@example.org",
+    ]
+    assert {r["status"] for r in results(db, "First").values()} == {"queued"}
