@@ -103,6 +103,8 @@ class EngineOptions:
     recheck_seconds: float = DEFAULT_RECHECK_SECONDS  # 0: no DNS re-check in this engine
     poll_seconds: float = 1.0  # how often an idle engine looks for due items
     campaign: str | None = None  # only this campaign's items (extra workers for it)
+    recheck_first_delay: float = RECHECK_FIRST_DELAY
+    nameserver: tuple[str, int] | None = None  # the DNS re-check asks it, not the zones' own
     install_signal_handlers: bool = True
 
     @property
@@ -642,7 +644,7 @@ class SendEngine:
 
     async def _dns_recheck(self) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), RECHECK_FIRST_DELAY)
+            await asyncio.wait_for(self._stopping.wait(), self.options.recheck_first_delay)
             return
 
         def flagged(reports: list[Any]) -> None:
@@ -654,6 +656,7 @@ class SendEngine:
             interval_seconds=self.options.recheck_seconds,
             stop=self._stopping,
             on_broken=flagged,
+            nameserver=self.options.nameserver,
             actor=f"engine {self.options.engine_id}",
         )
 
