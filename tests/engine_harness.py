@@ -372,6 +372,18 @@ class EngineProcess:
             f.seek(self.offset)
             return f.read().decode(errors="replace")
 
+    def warnings(self) -> list[str]:
+        """The messages this run logged at warning level or above."""
+        found = []
+        for line in self.this_run_log().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a traceback or other text: not a log object
+            if isinstance(entry, dict) and entry.get("level") in ("warning", "error", "critical"):
+                found.append(str(entry.get("message", "")))
+        return found
+
     def has_started(self) -> bool:
         """Whether this run has logged that it is sending (its set-up is done); an
         AssertionError with its log if it has exited instead."""

@@ -362,9 +362,9 @@ def test_postgresql_restart_mid_campaign_the_engine_waits_and_finishes(
         explain=explain,
     )
     assert engine.terminate() == 0, engine.tail()
-    assert "database unavailable" in engine.this_run_log(), (
-        f"the engine never noticed the restart, so this test tested nothing:\n{engine.tail()}"
-    )
+    # Whatever the wording, the engine said it lost the database (on the closed port).
+    noticed = [w for w in engine.warnings() if str(private_postgres.port) in w]
+    assert noticed, f"the engine never noticed the restart, so nothing was tested:\n{engine.tail()}"
     assert_all_sent(cli, campaign, RESTART_RECIPIENTS, explain())
     report = SinkReport.of(sink.deliveries())
     assert report.missing(recipients) == []
