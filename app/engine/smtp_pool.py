@@ -89,6 +89,15 @@ def _network_reply(exc: BaseException, settings: ServerSettings) -> str:
     return f"{type(exc).__name__} with {where}: {exc}"
 
 
+class _StaleSession(SMTPServerDisconnected):
+    """The session was gone before MAIL: nothing of the message reached the server.
+
+    Only then is an immediate second try on a fresh session safe. A connection lost
+    later (at RCPT, or after the message data was sent, when the server may already
+    have taken it) is an ordinary temporary failure: deferred with backoff.
+    """
+
+
 class ServerPool:
     """Sessions to one delivery server, shared by every worker of the engine."""
 
@@ -183,7 +192,7 @@ class ServerPool:
             except (SMTPException, OSError, TimeoutError, ValueError) as exc:
                 if smtp is not None:
                     await self._discard(smtp)
-                if reused and isinstance(exc, SMTPServerDisconnected):
+                if reused and isinstance(exc, _StaleSession):
                     # The server closed the idle session; nothing was sent on it: once more
                     # on a fresh one before calling it a failure.
                     return await self._send_fresh(envelope_from, recipient, data)
@@ -222,7 +231,12 @@ class ServerPool:
             # MAIL and RCPT as plain commands: the addresses were checked when the message
             # was built, and aiosmtplib's own mail()/rcpt() parse each one again, a cost
             # a busy engine pays thousands of times a second.
-            mail = await smtp.execute_command(b"MAIL", b"FROM:<" + envelope_from.encode() + b">")
+            try:
+                mail = await smtp.execute_command(
+                    b"MAIL", b"FROM:<" + envelope_from.encode() + b">"
+                )
+            except SMTPServerDisconnected as exc:
+                raise _StaleSession(str(exc)) from exc
             if mail.code != SMTPStatus.completed:
                 raise SMTPSenderRefused(mail.code, mail.message, envelope_from)
             rcpt = await smtp.execute_command(b"RCPT", b"TO:<" + recipient.encode() + b">")
