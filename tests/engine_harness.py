@@ -9,6 +9,7 @@ plus a vault key file of their own.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import json
 import os
@@ -202,6 +203,26 @@ class SinkReport:
     def recipients_with_several_ids(self) -> list[str]:
         """Recipients who got different Message-IDs: a retry that did not repeat its id."""
         return [r for r, ids in self.per_recipient.items() if len(ids) > 1]
+
+
+def duplicates_per_kill(
+    deliveries: Sequence[Delivery], counts_at_kills: Sequence[int]
+) -> list[int]:
+    """Repeated deliveries, by the kill that caused them; one more entry for those after the
+    last kill (a run that was not killed should add none).
+
+    ``counts_at_kills`` are the record's lengths right after each SIGKILL. A message whose
+    first delivery is line ``n`` was delivered by the run that the first kill with a count
+    above ``n`` ended: that kill lost its outcome, so the restart sent it again.
+    """
+    first_line: dict[str, int] = {}
+    buckets = [0] * (len(counts_at_kills) + 1)
+    for line, delivery in enumerate(deliveries):
+        if delivery.message_id in first_line:
+            buckets[bisect.bisect_right(counts_at_kills, first_line[delivery.message_id])] += 1
+        else:
+            first_line[delivery.message_id] = line
+    return buckets
 
 
 # --------------------------------------------------------------------------- the CLI

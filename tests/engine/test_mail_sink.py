@@ -11,7 +11,7 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 
-from tests.engine_harness import Delivery, SinkProcess, SinkReport
+from tests.engine_harness import Delivery, SinkProcess, SinkReport, duplicates_per_kill
 from tests.mail_sink import (
     REJECT_TEXT,
     Fault,
@@ -151,3 +151,12 @@ def test_the_sink_runs_as_a_process_and_stops_on_sigterm(tmp_path: Path) -> None
     assert sink.process.returncode == 0, log
     assert "rejected=1" in log
     assert sink.deliveries() == []
+
+
+def test_duplicates_are_charged_to_the_kill_that_lost_their_outcome() -> None:
+    ids = ["a", "b", "c", "d", "c", "d", "e", "f", "e", "g"]
+    deliveries = [Delivery(f"<{i}@x>", f"{i}@example.com") for i in ids]
+    # Killed once with 4 lines recorded (c and d went out again), once with 7 (e did).
+    assert duplicates_per_kill(deliveries, [4, 7]) == [2, 1, 0]
+    assert duplicates_per_kill(deliveries[:4], [4]) == [0, 0]
+    assert duplicates_per_kill(deliveries, []) == [3]
