@@ -161,6 +161,10 @@ class SendEngine:
         self._workers_done = False
         self._done: list[_Done] = []
         self._done_ready = asyncio.Event()
+        # Delivered but not yet committed (waiting or in the commit under way): what a kill
+        # would send twice. Workers wait before sending more once it reaches the bound.
+        self._unrecorded = 0
+        self._recorded = asyncio.Event()
         self._room = asyncio.Event()
         self._stopping = asyncio.Event()
         self._busy: Counter[int] = Counter()  # campaign id -> workers sending for it now
@@ -340,6 +344,7 @@ class SendEngine:
             log.info("stopping: %s; finishing the messages in flight", reason)
             self._stopping.set()
             self._room.set()
+            self._recorded.set()
 
     async def run(self) -> EngineTotals:
         """Send until stopped (or idle with ``until_idle``); the totals of this run."""
@@ -479,6 +484,9 @@ class SendEngine:
         while True:
             item, plan = await self._work.get()
             try:
+                while self._unrecorded >= self.options.concurrency and not self._stopping.is_set():
+                    self._recorded.clear()
+                    await self._recorded.wait()
                 if self._stopping.is_set():
                     continue  # not started: its lease is released at the stop
                 self._busy[plan.campaign_id] += 1
@@ -561,6 +569,7 @@ class SendEngine:
             plan = CampaignPlan(item.campaign_id, "?", CampaignStatus.CANCELLED, 0, "none")
         self._taken[item.id] = plan
         self._done.append(_Done(outcome, item, plan))
+        self._unrecorded += 1
         self._done_ready.set()
 
     async def _regate(self) -> None:
@@ -603,6 +612,8 @@ class SendEngine:
             for entry in batch:
                 self._count(entry)
                 self._taken.pop(entry.item.id, None)
+            self._unrecorded -= len(batch)
+            self._recorded.set()
             self._room.set()
             if self._waiting and not self._stopping.is_set():
                 await self._regate()
