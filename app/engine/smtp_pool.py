@@ -178,35 +178,16 @@ class ServerPool:
         async with self._slots:
             if stopping is not None and stopping.is_set():
                 return None
-            smtp = self._take_idle()
-            reused = smtp is not None
-            try:
-                if smtp is None:
-                    smtp = await self._connect()
-                result, keep = await self._transaction(smtp, envelope_from, recipient, data)
-            except SMTPAuthenticationError as exc:
-                return SendResult(
-                    Verdict.TEMPORARY,
-                    f"{self.settings.name} refused the login: {_reply(exc.code, exc.message)}",
-                )
-            except (SMTPException, OSError, TimeoutError, ValueError) as exc:
-                if smtp is not None:
-                    await self._discard(smtp)
-                if reused and isinstance(exc, _StaleSession):
-                    # The server closed the idle session; nothing was sent on it: once more
-                    # on a fresh one before calling it a failure.
-                    return await self._send_fresh(envelope_from, recipient, data)
-                return SendResult(Verdict.TEMPORARY, _network_reply(exc, self.settings))
-            if keep:
-                self._idle.append((smtp, time.monotonic()))
-            else:
-                await self._discard(smtp)
-            return result
+            return await self._attempt(self._take_idle(), envelope_from, recipient, data)
 
-    async def _send_fresh(self, envelope_from: str, recipient: str, data: bytes) -> SendResult:
-        smtp: SMTP | None = None
+    async def _attempt(
+        self, idle: SMTP | None, envelope_from: str, recipient: str, data: bytes
+    ) -> SendResult:
+        """One delivery on ``idle`` (a kept session) or, when None, on a new session."""
+        smtp = idle
         try:
-            smtp = await self._connect()
+            if smtp is None:
+                smtp = await self._connect()
             result, keep = await self._transaction(smtp, envelope_from, recipient, data)
         except SMTPAuthenticationError as exc:
             return SendResult(
@@ -216,6 +197,10 @@ class ServerPool:
         except (SMTPException, OSError, TimeoutError, ValueError) as exc:
             if smtp is not None:
                 await self._discard(smtp)
+            if idle is not None and isinstance(exc, _StaleSession):
+                # The server closed the idle session; nothing was sent on it: once more
+                # on a fresh one before calling it a failure.
+                return await self._attempt(None, envelope_from, recipient, data)
             return SendResult(Verdict.TEMPORARY, _network_reply(exc, self.settings))
         if keep:
             self._idle.append((smtp, time.monotonic()))
