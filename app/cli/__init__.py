@@ -12,6 +12,7 @@ from app.cli import (  # noqa: F401
     campaigns,
     checks,
     config,
+    diagnose,
     dns_settings,
     domains,
     engine,

@@ -125,6 +125,30 @@ def campaigns_list(state: State) -> None:
     )
 
 
+@campaigns.command("retry")
+@click.argument("name")
+@click.option(
+    "--status",
+    "statuses",
+    type=click.Choice(("failed", "held")),
+    multiple=True,
+    help="Which items to queue again (default: failed and held).",
+)
+@json_option
+@pass_state
+def campaigns_retry(state: State, name: str, statuses: tuple[str, ...]) -> None:
+    """Queue the campaign's failed and held recipients again, with fresh attempts."""
+    from app.services.campaigns import RETRYABLE, retry_items
+
+    with state.write() as session:
+        data = retry_items(session, name, statuses or RETRYABLE)
+    emit(
+        state,
+        data,
+        lambda d: f"Queued {d['retried']} item(s) of {d['name']!r} again ({d['status']}).",
+    )
+
+
 @campaigns.command("status")
 @click.argument("name")
 @json_option

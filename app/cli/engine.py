@@ -70,6 +70,16 @@ def engine() -> None:
     show_default=True,
     help="Re-verify enabled sender domains' DNS this often (0: never from this engine).",
 )
+@click.option(
+    "--nameserver",
+    metavar="ADDR[:PORT]",
+    help="The DNS re-check asks this server instead of the authoritative ones.",
+)
+@click.option(
+    "--campaign",
+    metavar="NAME",
+    help="Send only this campaign's items (extra workers for one campaign).",
+)
 @click.option("--log-format", metavar="FORMAT", help="text or json (one object a line).")
 @click.option("--log-level", metavar="LEVEL", help="debug, info, warning or error.")
 @pass_state
@@ -84,10 +94,13 @@ def engine_run(
     eml_folder: str | None,
     cafile: str | None,
     recheck_hours: float,
+    nameserver: str | None,
+    campaign: str | None,
     log_format: str | None,
     log_level: str | None,
 ) -> None:
     """Deliver queued mail until stopped (SIGTERM finishes what is in flight, then exits)."""
+    from app.cli.checks import parse_nameserver
     from app.engine.outbox import default_outbox
     from app.engine.runner import EngineOptions, default_engine_id, run_engine
     from app.services.logs import LOG_LEVEL_ENV, configure_logging
@@ -108,6 +121,8 @@ def engine_run(
         outbox=Path(eml_folder) if eml_folder else default_outbox(),
         cafile=cafile,
         recheck_seconds=recheck_hours * 3600,
+        campaign=campaign,
+        nameserver=parse_nameserver(nameserver),
     )
     totals = run_engine(state.db(), options)
     if state.json:

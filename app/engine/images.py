@@ -189,12 +189,18 @@ def check_build_host(client: Any) -> None:
         )
 
 
-def run_pip(args: list[str], progress: Progress, what: str) -> None:
+def run_pip(
+    args: list[str], progress: Progress, what: str, env: dict[str, str] | None = None
+) -> None:
     """``python -m pip ARGS``, passing on which wheels it saved; one sentence on failure."""
     command = [sys.executable, "-m", "pip", "--disable-pip-version-check", *args]
     tail: list[str] = []
     with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
     ) as pip:
         assert pip.stdout is not None
         for line in pip.stdout:
@@ -266,6 +272,9 @@ def project_wheel(root: Path, work: Path, into: Path, progress: Progress) -> Non
         ["wheel", "--no-deps", *isolation, "--wheel-dir", str(into), str(source)],
         progress,
         "build Postroom's wheel",
+        # Fixed timestamps inside the wheel: the same code gives the same bytes, so the
+        # image's layer cache recognises it (1980-01-01, the earliest a zip file can hold).
+        env={"SOURCE_DATE_EPOCH": "315532800"},
     )
 
 

@@ -143,6 +143,7 @@ class DeliveryQueue:
         self.engine_id = engine_id
         self.backend = engine.dialect.name
         self._connection: Connection | None = None
+        self._only: int | None = None  # claim's campaign filter, for its helpers
 
     def _connected(self) -> Connection:
         # One connection kept for the queue's life: a pool checkout per transaction costs
@@ -166,10 +167,16 @@ class DeliveryQueue:
     # ------------------------------------------------------------ claiming
 
     def claim(
-        self, batch: int, lease_seconds: float, *, now: datetime | None = None
+        self,
+        batch: int,
+        lease_seconds: float,
+        *,
+        now: datetime | None = None,
+        campaign_id: int | None = None,
     ) -> list[ClaimedItem]:
-        """Lease up to ``batch`` due items of running campaigns to this engine."""
+        """Lease up to ``batch`` due items of running campaigns (or of one) to this engine."""
         now = now or utcnow()
+        self._only = campaign_id
         expires = now + timedelta(seconds=lease_seconds)
         claim = (
             self._claim_mariadb if self.backend in ("mysql", "mariadb") else self._claim_returning
@@ -187,7 +194,7 @@ class DeliveryQueue:
     ) -> Sequence[Any]:
         statement = (
             update(ITEMS)
-            .where(ITEMS.c.id.in_(claim_candidates(now, batch, running_campaigns())))
+            .where(ITEMS.c.id.in_(claim_candidates(now, batch, self._running())))
             .values(
                 status=QueueStatus.IN_FLIGHT,
                 lease_owner=self.engine_id,
@@ -204,12 +211,18 @@ class DeliveryQueue:
         )
         return connection.execute(statement).all()
 
+    def _running(self) -> Select[Any]:
+        query = running_campaigns()
+        if self._only is not None:
+            query = query.where(CAMPAIGNS.c.id == self._only)
+        return query
+
     def _claim_mariadb(
         self, connection: Connection, batch: int, now: datetime, expires: datetime
     ) -> Sequence[Any]:
         # Running campaigns first, in a plain read: a locking read that joined campaigns
         # would lock their rows too, and SKIP LOCKED would then hide whole campaigns.
-        running = connection.scalars(running_campaigns()).all()
+        running = connection.scalars(self._running()).all()
         if not running:
             return []
         ids = connection.scalars(claim_candidates(now, batch, running)).all()

@@ -60,6 +60,7 @@ from app.engine.smtp_pool import ServerPool, Verdict
 from app.engine.tracking import TrackingKey
 from app.models.base import CampaignStatus, QueueStatus, utcnow
 from app.models.database import Database
+from app.services.campaigns import get_campaign
 from app.services.dns_verify import recheck_enabled
 from app.services.errors import PostroomError
 from app.services.logs import log_context
@@ -101,6 +102,9 @@ class EngineOptions:
     cafile: str | None = None
     recheck_seconds: float = DEFAULT_RECHECK_SECONDS  # 0: no DNS re-check in this engine
     poll_seconds: float = 1.0  # how often an idle engine looks for due items
+    campaign: str | None = None  # only this campaign's items (extra workers for it)
+    recheck_first_delay: float = RECHECK_FIRST_DELAY
+    nameserver: tuple[str, int] | None = None  # the DNS re-check asks it, not the zones' own
     install_signal_handlers: bool = True
 
     @property
@@ -163,6 +167,7 @@ class SendEngine:
         self._peak_workers: Counter[int] = Counter()
         self._campaign_totals: dict[int, Counter[str]] = defaultdict(Counter)
         self._stop_reason = ""
+        self._campaign_id: int | None = None
 
     # ------------------------------------------------------------ the database thread
 
@@ -193,6 +198,8 @@ class SendEngine:
     def _sync_start(self) -> int:
         with self.db.session() as session:
             self._key = tracking_key(session)
+            if self.options.campaign is not None:
+                self._campaign_id = get_campaign(session, self.options.campaign).id
         cipher, problem = None, None
         try:
             with self.db.transaction() as session:
@@ -220,7 +227,9 @@ class SendEngine:
     def _sync_claim(
         self, count: int, clock: float, in_flight: tuple[Counter[int], Counter[int]]
     ) -> list[GateDecision]:
-        claimed = self._queue.claim(count, self.options.lease_seconds)
+        claimed = self._queue.claim(
+            count, self.options.lease_seconds, campaign_id=self._campaign_id
+        )
         if not claimed:
             return []
         assert self._gate is not None
@@ -375,7 +384,9 @@ class SendEngine:
         ]
         recorder = asyncio.create_task(self._recorder(), name="recorder")
         helpers = [asyncio.create_task(self._maintenance(), name="maintenance")]
-        if self.options.recheck_seconds > 0 and not self.options.until_idle:
+        # One DNS re-check schedule per engine, not per extra campaign worker.
+        recheck = self.options.campaign is None and not self.options.until_idle
+        if self.options.recheck_seconds > 0 and recheck:
             helpers.append(asyncio.create_task(self._dns_recheck(), name="dns-recheck"))
         try:
             await self._feeder()
@@ -633,7 +644,7 @@ class SendEngine:
 
     async def _dns_recheck(self) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), RECHECK_FIRST_DELAY)
+            await asyncio.wait_for(self._stopping.wait(), self.options.recheck_first_delay)
             return
 
         def flagged(reports: list[Any]) -> None:
@@ -645,6 +656,7 @@ class SendEngine:
             interval_seconds=self.options.recheck_seconds,
             stop=self._stopping,
             on_broken=flagged,
+            nameserver=self.options.nameserver,
             actor=f"engine {self.options.engine_id}",
         )
 

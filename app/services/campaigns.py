@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from app.models import Campaign, DomainStatus, QueueItem, QueueStatus, SenderDomain, User
@@ -503,6 +504,65 @@ def resume_campaign(session: Session, name: str, *, actor: str | None = None) ->
 
 def cancel_campaign(session: Session, name: str, *, actor: str | None = None) -> dict[str, Any]:
     return change_status(session, name, "cancel", actor=actor)
+
+
+RETRYABLE = (QueueStatus.FAILED, QueueStatus.HELD)
+
+
+def retry_items(
+    session: Session,
+    name: str,
+    statuses: Sequence[QueueStatus | str] = RETRYABLE,
+    *,
+    actor: str | None = None,
+) -> dict[str, Any]:
+    """Queue the campaign's failed and/or held items again: ``{name, status, retried}``.
+
+    Each gets a fresh set of attempts (its last reply stays until the next outcome). A
+    completed campaign runs again; a cancelled one is refused (create a new campaign).
+    """
+    wanted = sorted({validation.choice(s, "Status", QueueStatus) for s in statuses})
+    if not wanted or any(status not in RETRYABLE for status in wanted):
+        raise ValidationError("Status", "must be failed or held; only those can be retried.")
+    campaign = get_campaign(session, name, lock=True)
+    if campaign.status in (CampaignStatus.CANCELLED, CampaignStatus.DRAFT):
+        raise ValidationError(
+            "Campaign",
+            f"cannot retry {campaign.name!r}: it is {campaign.status.value}; "
+            + (
+                "start it instead."
+                if campaign.status is CampaignStatus.DRAFT
+                else "create a new campaign to send again."
+            ),
+        )
+    retried = cast(
+        CursorResult[Any],
+        session.execute(
+            update(QueueItem)
+            .where(QueueItem.campaign_id == campaign.id, QueueItem.status.in_(wanted))
+            .values(
+                status=QueueStatus.QUEUED,
+                attempts=0,
+                held_reason=None,
+                next_attempt_at=utcnow(),
+            )
+            .execution_options(synchronize_session=False)
+        ),
+    ).rowcount
+    before = campaign.status
+    if retried and campaign.status is CampaignStatus.COMPLETED:
+        campaign.status = CampaignStatus.RUNNING
+        campaign.finished_at = None
+    flush(session, ENTITY, campaign.name)
+    audit.record(
+        session,
+        "retry",
+        ENTITY,
+        campaign.name,
+        {"retried": [0, retried], "status": [before.value, campaign.status.value]},
+        actor=actor,
+    )
+    return {"name": campaign.name, "status": campaign.status.value, "retried": retried}
 
 
 # ---------------------------------------------------------------- reading

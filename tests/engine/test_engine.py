@@ -512,3 +512,49 @@ def test_json_log_lines_carry_engine_campaign_and_item(db: Database, tmp_path: P
     failed = [line for line in lines if line.get("item")]
     assert failed and failed[0]["campaign"] == "Spring"
     assert Counter(line["level"] for line in lines)["info"] >= 2
+
+
+async def test_a_campaign_engine_sends_only_its_campaign(db: Database) -> None:
+    handler = ScriptedHandler()
+    peer = await start_peer(handler)
+    try:
+        make_route(db, peer.port)
+        make_campaign(db, ["a@example.org", "b@example.org"], name="First")
+        make_campaign(db, ["c@example.org", "d@example.org", "e@example.org"], name="Second")
+        totals = await run_engine(db, campaign="second")
+    finally:
+        await peer.stop()
+    assert totals.sent == 3
+    assert sorted(r for e in handler.envelopes for r in e.rcpt_tos) == [
+        "c@example.org",
+        "d@example.org",
+        "e@example.org",
+    ]
+    assert {r["status"] for r in results(db, "First").values()} == {"queued"}
+
+
+async def test_retry_queues_failed_items_again_and_reopens_the_campaign(db: Database) -> None:
+    handler = ScriptedHandler()
+    handler.rcpt_replies["later@example.org"] = "550 5.1.1 Not yet"
+    peer = await start_peer(handler)
+    try:
+        make_route(db, peer.port)
+        make_campaign(db, ["ok@example.org", "later@example.org"])
+        await run_engine(db)
+        with db.session() as session:
+            assert campaigns.campaign_status(session, "Spring")["status"] == "completed"
+        del handler.rcpt_replies["later@example.org"]  # the mailbox exists now
+        with db.transaction() as session:
+            retried = campaigns.retry_items(session, "Spring", ["failed"])
+        assert retried == {"name": "Spring", "status": "running", "retried": 1}
+        await run_engine(db)
+    finally:
+        await peer.stop()
+    outcome = results(db)
+    assert outcome["later@example.org"]["status"] == "sent"
+    assert outcome["later@example.org"]["attempts"] == 1  # a fresh set of attempts
+    assert len(handler.envelopes) == 2  # ok@ was not sent twice
+    with db.session() as session:
+        assert campaigns.campaign_status(session, "Spring")["status"] == "completed"
+        with pytest.raises(Exception, match="must be failed or held"):
+            campaigns.retry_items(session, "Spring", ["sent"])

@@ -19,6 +19,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -973,6 +974,44 @@ async def test_recheck_loop_runs_until_stopped(
     )
     await asyncio.wait_for(loop, 10)
     assert seen == [[d("flatsame")]]
+
+
+async def test_a_running_send_engine_rechecks_enabled_domains(
+    sqlite_sender_db: Database, ns: tuple[str, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The engine's schedule flags a broken domain with no console open (audit and log)."""
+    from app.engine.runner import EngineOptions, SendEngine
+
+    with sqlite_sender_db.transaction() as session:
+        for label in ("good", "mismatch"):
+            set_domain_status(session, d(label), "campaign", "enabled")
+    engine = SendEngine(
+        sqlite_sender_db,
+        EngineOptions(
+            engine_id="dns-1",
+            install_signal_handlers=False,
+            recheck_seconds=60,
+            recheck_first_delay=0,
+            nameserver=ns,
+            poll_seconds=0.05,
+        ),
+    )
+    caplog.set_level(logging.WARNING, logger="app.engine.runner")
+    task = asyncio.create_task(engine.run())
+    for _ in range(200):
+        await asyncio.sleep(0.05)
+        if _audit(sqlite_sender_db, "mismatch"):
+            break
+    engine.request_stop("test over")
+    await asyncio.wait_for(task, 30)
+    assert len(_audit(sqlite_sender_db, "mismatch")) == 1
+    with sqlite_sender_db.session() as session:
+        actors = session.scalars(
+            select(AuditEntry.actor).where(AuditEntry.entity_key == d("mismatch"))
+        ).all()
+    assert "engine dns-1" in actors
+    assert _audit(sqlite_sender_db, "good") == []
+    assert f"sender domain {d('mismatch')}: its DNS records no longer verify" in caplog.text
 
 
 async def test_adhoc_template_check(sqlite_sender_db: Database, ns: tuple[str, int]) -> None:
