@@ -275,7 +275,8 @@ class Fleet(ABC):
         return fleet_samples.engine_campaigns(self.database) if self.database else {}
 
     def _programs(self, engine: EngineContainer) -> list[dict[str, str]]:
-        result = self._exec_one(engine, ["supervisorctl", "status"])
+        probe = ["python3", "-I", "-S", "-c", fleet_samples.PROGRAMS_PROBE]
+        result = self._exec_one(engine, probe)
         return fleet_samples.parse_supervisor_status(result.output)
 
     def stats(self) -> dict[str, Any]:

@@ -196,9 +196,10 @@ class ContainerFleet(Fleet):
     # ---------------------------------------------------------------- steps
 
     def _remove(self, engines: list[EngineContainer]) -> list[str]:
-        """Stop gracefully and remove, highest instance first."""
-        removed = []
-        for engine in engines:
+        """Stop gracefully and remove, all at once (each stop waits for its engine's
+        in-flight messages); the names in the order given, highest instance first."""
+
+        def remove(engine: EngineContainer) -> str:
             self.progress(f"Stopping and removing {engine.name}…")
             try:
                 if engine.running:
@@ -206,8 +207,9 @@ class ContainerFleet(Fleet):
                 engine.container.remove()
             except NotFound:
                 pass
-            removed.append(engine.name)
-        return removed
+            return engine.name
+
+        return parallel(remove, engines)
 
     def _add(self, instances: list[int], plan: ContainerPlan) -> list[str]:
         if not instances:

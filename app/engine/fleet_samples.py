@@ -94,6 +94,34 @@ def parse_docker_time(value: str) -> datetime | None:
         return None
 
 
+# `status` asks supervisord in every container at once. `supervisorctl` is a Python program
+# that imports much of supervisor and pkg_resources (a quarter second of CPU each, which ten
+# containers on a small host feel); this asks the same XML-RPC method over supervisord's
+# socket with the standard library only (python3 -I -S: no site, no environment), printing
+# "NAME STATE" lines as `supervisorctl status` does.
+SUPERVISOR_SOCKET = "/tmp/supervisor.sock"
+PROGRAMS_PROBE = f"""
+import re, socket
+body = (b"<?xml version='1.0'?><methodCall><methodName>supervisor.getAllProcessInfo"
+        b"</methodName><params></params></methodCall>")
+connection = socket.socket(socket.AF_UNIX)
+connection.settimeout(10)
+connection.connect({SUPERVISOR_SOCKET!r})
+connection.sendall(b"POST /RPC2 HTTP/1.0\\r\\nContent-Type: text/xml\\r\\n"
+                   + b"Content-Length: %d\\r\\n\\r\\n" % len(body) + body)
+data = b""
+while True:
+    chunk = connection.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+for struct in re.findall(r"<struct>(.*?)</struct>", data.decode("utf-8", "replace"), re.S):
+    fields = dict(re.findall(r"<name>(\\w+)</name>\\s*<value>(?:<\\w+>)?([^<]*)", struct))
+    group, name = fields.get("group", ""), fields.get("name", "")
+    print(name if group in ("", name) else group + ":" + name, fields.get("statename", ""))
+"""
+
+
 def parse_supervisor_status(output: str) -> list[dict[str, str]]:
     """``supervisorctl status`` lines (``NAME  STATE  description``) as name and state."""
     programs = []

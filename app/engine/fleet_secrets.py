@@ -34,7 +34,7 @@ SECRET_FILE_MODE = 0o400
 DESKTOP_SENTENCE = (
     "Docker Desktop runs send engines in a virtual machine, whose loopback is not this "
     "machine's and whose shared folders do not keep SQLite's file locks; use a PostgreSQL "
-    "or MariaDB database the engines reach by a host name (e.g. host.docker.internal or "
+    "or MariaDB database the engines reach by a host name (such as host.docker.internal or "
     "the server's name), not {what}."
 )
 
@@ -99,7 +99,7 @@ def plan_database(url: str, *, desktop: bool) -> DatabasePlan:
     if not host:
         raise FleetError(
             f"the database URL {redact_url(url)} names no host (a local socket), which "
-            "engines in containers cannot reach; give the server's address, e.g. 127.0.0.1."
+            "engines in containers cannot reach; give the server's address, such as 127.0.0.1."
         )
     if desktop and is_loopback(host):
         raise FleetError(DESKTOP_SENTENCE.format(what=f"the loopback address {host}"))
