@@ -404,6 +404,23 @@ def test_stop_lets_in_flight_messages_finish_and_releases_leases(
     assert all(c.attrs["State"]["ExitCode"] == 0 for c in containers(docker_client, fleet))
 
 
+def test_restart_with_scale_2_makes_new_engines_that_finish_the_campaign(
+    fleet: Fleet, docker_client: Any, sink: Sink
+) -> None:
+    before = {c.id for c in containers(docker_client, fleet)}
+    sink.delay = 0.0
+    result = fleet.json("sendengine", "restart", "--scale", "2", "--image", fleet.image)
+    assert result["started"] == [f"postroom-{fleet.engine_id(n)}" for n in (1, 2)]
+    after = containers(docker_client, fleet)
+    assert len(after) == 2 and not before & {c.id for c in after}
+    assert all(c.attrs["State"]["Running"] for c in after)
+    # What the stop left queued is sent by the new engines, each recipient once.
+    wait_for("the rest of the campaign", lambda: item_counts(fleet.db, "Slow")["sent"] == 300, 120)
+    with sink.lock:
+        slow = Counter(a for a in sink.recipients.elements() if a.startswith("slow"))
+    assert len(slow) == 300 and max(slow.values()) == 1
+
+
 def test_an_unreachable_docker_is_one_sentence(fleet: Fleet) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
