@@ -101,11 +101,6 @@ def sendengine_build(state: State, base: str, tags: tuple[str, ...], force: bool
 # (`--fleet`, default "default"). The reference's spellings (`sendengine:start` ...) are
 # top-level aliases of the same commands.
 
-SWARM_TODO = (
-    "Swarm mode is not available yet; manage engines as containers on this Docker host "
-    "(leave out --swarm and POSTROOM_SENDENGINE_SWARM)."
-)
-
 
 def fleet_options(func: Any) -> Any:
     func = click.option(
@@ -160,8 +155,6 @@ def open_fleet(
     from app.engine.fleet_containers import ContainerFleet
     from app.engine.fleet_secrets import EngineSecrets
 
-    if swarm:
-        fail(SWARM_TODO)
     client = connect(max_pool_size=POOL_SIZE)
     settings = FleetSettings(
         fleet=fleet_name, image=image or DEFAULT_IMAGE, concurrency=concurrency
@@ -174,6 +167,18 @@ def open_fleet(
         with state.write() as session:
             key = open_vault(session).key
         engine_secrets = EngineSecrets(state.url(), key)
+    if swarm:
+        from app.engine.fleet_swarm import SwarmFleet
+
+        fleet = SwarmFleet(
+            client,
+            settings,
+            database=state.db() if database else None,
+            secrets=engine_secrets,
+            progress=progress,
+        )
+        fleet.check_swarm()
+        return fleet
     return ContainerFleet(
         client,
         settings,
@@ -237,7 +242,8 @@ def sendengine_restart(
 ) -> None:
     """Stop gracefully, then start again with today's image and settings."""
     fleet = open_fleet(state, fleet_name, swarm, image=image, concurrency=concurrency, secrets=True)
-    fleet.plan()  # the image and the database are checked before anything stops
+    if hasattr(fleet, "plan"):
+        fleet.plan()  # the image and the database are checked before anything stops
     started = fleet.restart(scale)
     emit(state, {"started": started}, lambda d: f"Restarted: {names(d['started'])}.")
 

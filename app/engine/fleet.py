@@ -44,6 +44,7 @@ ROLE_LABEL = "app.postroom.role"
 FLEET_LABEL = "app.postroom.fleet"
 INSTANCE_LABEL = "app.postroom.instance"
 CONFIG_LABEL = "app.postroom.config"
+SWARM_TASK_LABEL = "com.docker.swarm.task.name"
 ENGINE_ROLE = "sendengine"
 DEFAULT_FLEET = "default"
 DEFAULT_IMAGE = f"postroom/sendengine:{__version__}"
@@ -86,6 +87,12 @@ class FleetSettings:
 
     def container_name(self, instance: int) -> str:
         return f"postroom-{self.engine_id(instance)}"
+
+    @property
+    def service_name(self) -> str:
+        """The Swarm service's name (for people, like the containers')."""
+        prefix = "" if self.fleet == DEFAULT_FLEET else f"{self.fleet}-"
+        return f"postroom-{prefix}sendengine"
 
 
 @dataclass(frozen=True)
@@ -197,7 +204,9 @@ class Fleet(ABC):
             labels.append(f"{INSTANCE_LABEL}={instance}")
         found = []
         for container in self.client.containers.list(all=True, filters={"label": labels}):
-            number = container.labels.get(INSTANCE_LABEL, "")
+            # a Swarm task's container: its slot, from "SERVICE.SLOT.TASK"
+            task = container.labels.get(SWARM_TASK_LABEL, "").split(".")
+            number = container.labels.get(INSTANCE_LABEL) or (task[1] if len(task) == 3 else "")
             if number.isdigit():
                 found.append(EngineContainer(container, int(number)))
         return sorted(found, key=lambda c: c.instance)
