@@ -280,6 +280,8 @@ def human_bytes(value: int | None) -> str:
 
 
 def human_status(data: dict[str, Any]) -> str:
+    if not data["engines"]:
+        return "No send engines exist here; start them with `postroom sendengine start`."
     rows = []
     for engine in data["engines"]:
         uptime = engine["uptime_s"]
