@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from app.cli.base import State, emit, json_option, key_values, main, pass_state
+from app.cli.base import State, emit, fail, json_option, key_values, main, pass_state, table
 
 if TYPE_CHECKING:
     from app.engine.images import ImageResult
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 @main.group()
 def sendengine() -> None:
-    """Send engines in containers: their image (and, later, starting and scaling them)."""
+    """Send engines in containers: their image; starting, scaling and watching them."""
 
 
 def progress(line: str) -> None:
@@ -93,3 +93,428 @@ def sendengine_build(state: State, base: str, tags: tuple[str, ...], force: bool
 
     made = build_engine_image(base=base, tags=list(tags) or None, force=force, progress=progress)
     show_result(state, made, "send-engine image")
+
+
+# ------------------------------------------------------------------ the engines themselves
+#
+# Every command below works on a fleet: the containers labelled as this fleet's engines
+# (`--fleet`, default "default"). The reference's spellings (`sendengine:start` ...) are
+# top-level aliases of the same commands.
+
+
+def fleet_options(func: Any) -> Any:
+    func = click.option(
+        "--fleet",
+        "fleet_name",
+        metavar="NAME",
+        envvar="POSTROOM_SENDENGINE_FLEET",
+        default="default",
+        show_default=True,
+        help="Which group of engines on this Docker host (found by their labels).",
+    )(func)
+    return click.option(
+        "--swarm",
+        is_flag=True,
+        envvar="POSTROOM_SENDENGINE_SWARM",
+        help="Manage a replicated Swarm service instead of containers on one host.",
+    )(func)
+
+
+def image_options(func: Any) -> Any:
+    from app.engine.fleet import DEFAULT_IMAGE
+
+    func = click.option(
+        "--image",
+        metavar="IMAGE",
+        default=DEFAULT_IMAGE,
+        show_default=True,
+        help="The send-engine image (`postroom sendengine build` makes it).",
+    )(func)
+    return click.option(
+        "--concurrency",
+        type=click.IntRange(1, 500),
+        default=10,
+        show_default=True,
+        help="Messages in flight at once in each engine.",
+    )(func)
+
+
+def open_fleet(
+    state: State,
+    fleet_name: str,
+    swarm: bool,
+    *,
+    image: str | None = None,
+    concurrency: int = 10,
+    secrets: bool = False,
+    database: bool = True,
+) -> Any:
+    """The fleet the options name; the database URL and vault key read only to start."""
+    from app.engine.docker_api import connect
+    from app.engine.fleet import DEFAULT_IMAGE, POOL_SIZE, FleetSettings
+    from app.engine.fleet_containers import ContainerFleet
+    from app.engine.fleet_secrets import EngineSecrets
+
+    client = connect(max_pool_size=POOL_SIZE)
+    settings = FleetSettings(
+        fleet=fleet_name, image=image or DEFAULT_IMAGE, concurrency=concurrency
+    )
+    # Without `secrets` the URL alone: enough to tell whether containers drifted.
+    engine_secrets = EngineSecrets(state.url(), "") if database else None
+    if secrets:
+        from app.services.vault import open_vault
+
+        with state.write() as session:
+            key = open_vault(session).key
+        engine_secrets = EngineSecrets(state.url(), key)
+    if swarm:
+        from app.engine.fleet_swarm import SwarmFleet
+
+        fleet = SwarmFleet(
+            client,
+            settings,
+            database=state.db() if database else None,
+            secrets=engine_secrets,
+            progress=progress,
+        )
+        fleet.check_swarm()
+        return fleet
+    return ContainerFleet(
+        client,
+        settings,
+        database=state.db() if database else None,
+        secrets=engine_secrets,
+        progress=progress,
+    )
+
+
+def names(items: list[str]) -> str:
+    return ", ".join(items) if items else "none"
+
+
+def warn_drift(fleet: Any) -> None:
+    drifted = fleet.drifted()
+    if drifted:
+        progress(
+            f"Made with other settings or an older image: {names(drifted)}; "
+            "`postroom sendengine restart` replaces them."
+        )
+
+
+@sendengine.command("start")
+@click.option("--scale", type=click.IntRange(0, 1000), default=1, show_default=True)
+@image_options
+@fleet_options
+@json_option
+@pass_state
+def sendengine_start(
+    state: State, scale: int, image: str, concurrency: int, fleet_name: str, swarm: bool
+) -> None:
+    """Start SCALE send engines (instances 1..SCALE; others are removed)."""
+    fleet = open_fleet(state, fleet_name, swarm, image=image, concurrency=concurrency, secrets=True)
+    started = fleet.start(scale)
+    emit(
+        state,
+        {"started": started, "engines": scale},
+        lambda d: f"{scale} send engine(s) running; started: {names(d['started'])}.",
+    )
+
+
+@sendengine.command("stop")
+@fleet_options
+@json_option
+@pass_state
+def sendengine_stop(state: State, fleet_name: str, swarm: bool) -> None:
+    """Stop every engine gracefully: in-flight messages finish, leases are released."""
+    fleet = open_fleet(state, fleet_name, swarm, database=False)
+    stopped = fleet.stop()
+    emit(state, {"stopped": stopped}, lambda d: f"Stopped: {names(d['stopped'])}.")
+
+
+@sendengine.command("restart")
+@click.option("--scale", type=click.IntRange(0, 1000), help="Default: as many as now.")
+@image_options
+@fleet_options
+@json_option
+@pass_state
+def sendengine_restart(
+    state: State, scale: int | None, image: str, concurrency: int, fleet_name: str, swarm: bool
+) -> None:
+    """Stop gracefully, then start again with today's image and settings."""
+    fleet = open_fleet(state, fleet_name, swarm, image=image, concurrency=concurrency, secrets=True)
+    if hasattr(fleet, "plan"):
+        fleet.plan()  # the image and the database are checked before anything stops
+    started = fleet.restart(scale)
+    emit(state, {"started": started}, lambda d: f"Restarted: {names(d['started'])}.")
+
+
+@sendengine.command("scale")
+@click.argument("count", type=click.IntRange(0, 1000))
+@image_options
+@fleet_options
+@json_option
+@pass_state
+def sendengine_scale(
+    state: State, count: int, image: str, concurrency: int, fleet_name: str, swarm: bool
+) -> None:
+    """Add the next instance numbers up to COUNT, or remove the highest; the rest stay."""
+    fleet = open_fleet(state, fleet_name, swarm, image=image, concurrency=concurrency, secrets=True)
+    added, removed = fleet.scale(count)
+    emit(
+        state,
+        {"added": added, "removed": removed, "engines": count},
+        lambda d: (
+            f"{count} send engine(s); added: {names(d['added'])}; removed: {names(d['removed'])}."
+        ),
+    )
+
+
+def human_bytes(value: int | None) -> str:
+    if value is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value = value / 1024  # type: ignore[assignment]
+    return str(value)
+
+
+def human_status(data: dict[str, Any]) -> str:
+    if not data["engines"]:
+        return "No send engines exist here; start them with `postroom sendengine start`."
+    rows = []
+    for engine in data["engines"]:
+        uptime = engine["uptime_s"]
+        rows.append(
+            {
+                **engine,
+                "uptime": "-" if uptime is None else f"{uptime:.0f} s",
+                "cpu": "-" if engine["cpu_percent"] is None else f"{engine['cpu_percent']:.1f} %",
+                "memory": human_bytes(engine["memory_bytes"]),
+                "campaign_list": ", ".join(
+                    f"{c['name']} ({c['workers']})" for c in engine["campaigns"]
+                )
+                or "-",
+                "program_list": ", ".join(f"{p['name']} {p['state']}" for p in engine["programs"])
+                or "-",
+            }
+        )
+    return table(
+        rows,
+        [
+            ("name", "NAME"),
+            ("instance", "#"),
+            ("state", "STATE"),
+            ("health", "HEALTH"),
+            ("uptime", "UPTIME"),
+            ("cpu", "CPU"),
+            ("memory", "MEMORY"),
+            ("campaign_list", "CAMPAIGNS (WORKERS)"),
+            ("program_list", "PROGRAMS"),
+        ],
+    )
+
+
+@sendengine.command("status")
+@fleet_options
+@json_option
+@pass_state
+def sendengine_status(state: State, fleet_name: str, swarm: bool) -> None:
+    """Each engine: state, health, uptime, CPU, memory, campaigns, supervisor programs."""
+    fleet = open_fleet(state, fleet_name, swarm)
+    emit(state, fleet.status(), human_status)
+    if not state.json:
+        warn_drift(fleet)
+
+
+def human_stats(data: dict[str, Any]) -> str:
+    engines = [
+        {
+            **e,
+            "cpu": "-" if e["cpu_percent"] is None else f"{e['cpu_percent']:.1f} %",
+            "memory": human_bytes(e["memory_bytes"]),
+            "net": "host network"
+            if e["net_rx_bytes"] is None
+            else f"{human_bytes(e['net_rx_bytes'])} / {human_bytes(e['net_tx_bytes'])}",
+        }
+        for e in data["engines"]
+    ]
+    return "\n\n".join(
+        [
+            table(
+                engines,
+                [("name", "NAME"), ("cpu", "CPU"), ("memory", "MEMORY"), ("net", "NET RX / TX")],
+            ),
+            table(
+                data["queue"],
+                [
+                    ("campaign", "CAMPAIGN"),
+                    ("queued", "QUEUED"),
+                    ("in_flight", "IN FLIGHT"),
+                    ("deferred", "DEFERRED"),
+                    ("held", "HELD"),
+                ],
+            ),
+            f"Active consumers: {data['consumers']}",
+        ]
+    )
+
+
+@sendengine.command("stats")
+@fleet_options
+@json_option
+@pass_state
+def sendengine_stats(state: State, fleet_name: str, swarm: bool) -> None:
+    """CPU, memory and network per engine; queue depth per campaign; active consumers."""
+    fleet = open_fleet(state, fleet_name, swarm)
+    emit(state, fleet.stats(), human_stats)
+
+
+def instance_of(fleet: Any, container: str | None) -> int | None:
+    """An instance number, or a container's name or id turned into its instance number."""
+    if container is None:
+        return None
+    if container.isdigit():
+        return int(container)
+    for engine in fleet.containers():
+        if container in (engine.name, engine.container.id, engine.container.short_id):
+            return int(engine.instance)
+    fail(f"{container!r} is not a send engine of this fleet; give its instance number or name.")
+
+
+@sendengine.command("logs")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C ends).")
+@click.option("--lines", "-n", type=click.IntRange(0), help="Only the last N lines of each.")
+@click.argument("container", required=False)
+@fleet_options
+@pass_state
+def sendengine_logs(
+    state: State,
+    follow: bool,
+    lines: int | None,
+    container: str | None,
+    fleet_name: str,
+    swarm: bool,
+) -> None:
+    """The logs of every engine, or of one (CONTAINER: instance number or name)."""
+    fleet = open_fleet(state, fleet_name, swarm, database=False)
+    stream = fleet.logs(follow=follow, lines=lines, instance=instance_of(fleet, container))
+    many = container is None and len(fleet.containers()) > 1
+    try:
+        for line in stream:
+            click.echo(f"{line.container} | {line.text}" if many else line.text)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stream.close()
+
+
+def show_exec_results(state: State, results: list[Any], what: str) -> None:
+    data = [
+        {"name": r.name, "instance": r.instance, "exit_code": r.exit_code, "output": r.output}
+        for r in results
+    ]
+
+    def human(rows: list[dict[str, Any]]) -> str:
+        parts = []
+        for row in rows:
+            head = f"== {row['name']} (exit {row['exit_code']})" if len(rows) > 1 else ""
+            parts.append("\n".join(p for p in (head, row["output"].rstrip()) if p))
+        return "\n".join(parts)
+
+    emit(state, data, human)
+    failed = [r.name for r in results if r.exit_code != 0]
+    if failed and what != "supervisor status":
+        fail(f"{what} failed in {names(failed)}; its output is above.")
+
+
+@sendengine.command("supervisor")
+@click.argument("action", type=click.Choice(["status", "start", "stop", "restart"]))
+@click.argument("program", required=False)
+@click.option("-i", "--instance", type=click.IntRange(1), help="Only this engine.")
+@fleet_options
+@json_option
+@pass_state
+def sendengine_supervisor(
+    state: State,
+    action: str,
+    program: str | None,
+    instance: int | None,
+    fleet_name: str,
+    swarm: bool,
+) -> None:
+    """supervisorctl ACTION [PROGRAM] in every engine (all programs when none is named)."""
+    fleet = open_fleet(state, fleet_name, swarm, database=False)
+    show_exec_results(state, fleet.supervisor(action, program, instance), f"supervisor {action}")
+
+
+@sendengine.command("workers")
+@click.argument("campaign_arg", metavar="CAMPAIGN", required=False)
+@click.argument("count_arg", metavar="COUNT", required=False, type=click.IntRange(0, 500))
+@click.argument("instance_arg", metavar="INSTANCE", required=False, type=click.IntRange(1))
+@click.option("-c", "--campaign", help="The campaign (instead of the first argument).")
+@click.option("-n", "--count", type=click.IntRange(0, 500), help="Workers; 0 removes them.")
+@click.option("-i", "--instance", type=click.IntRange(1), help="The engine (default 1).")
+@fleet_options
+@json_option
+@pass_state
+def sendengine_workers(
+    state: State,
+    campaign_arg: str | None,
+    count_arg: int | None,
+    instance_arg: int | None,
+    campaign: str | None,
+    count: int | None,
+    instance: int | None,
+    fleet_name: str,
+    swarm: bool,
+) -> None:
+    """COUNT more workers for CAMPAIGN on one engine (a supervisor program; 0 removes it)."""
+    name = campaign or campaign_arg
+    workers = count if count is not None else count_arg
+    where = instance or instance_arg or 1
+    if not name:
+        fail("the campaign is missing; give its name first or with -c.")
+    if workers is None:
+        fail("the number of workers is missing; give it after the campaign or with -n.")
+    fleet = open_fleet(state, fleet_name, swarm)
+    fleet.workers(name, workers, where)
+    emit(
+        state,
+        {"campaign": name, "workers": workers, "instance": where},
+        lambda d: (
+            f"Extra workers for {name} removed from engine {where}."
+            if workers == 0
+            else f"{workers} extra worker(s) for {name} run on engine {where}."
+        ),
+    )
+
+
+class CommandAfterDashes(click.Command):
+    """Keeps what follows ``--`` as the command's argv, untouched by option parsing."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            at = args.index("--")
+            ctx.meta["argv"] = args[at + 1 :]
+            args = args[:at]
+        return super().parse_args(ctx, args)
+
+
+@sendengine.command("exec", cls=CommandAfterDashes)
+@click.argument("instance", required=False, type=click.IntRange(1))
+@fleet_options
+@json_option
+@pass_state
+def sendengine_exec(state: State, instance: int | None, fleet_name: str, swarm: bool) -> None:
+    """Run a command in every engine, or in INSTANCE: `exec [INSTANCE] -- COMMAND...`."""
+    argv = click.get_current_context().meta.get("argv") or []
+    if not argv:
+        fail("the command is missing; give it after `--`, e.g. exec 1 -- supervisorctl status.")
+    fleet = open_fleet(state, fleet_name, swarm, database=False)
+    show_exec_results(state, fleet.exec(argv, instance), argv[0])
+
+
+for _name, _command in list(sendengine.commands.items()):
+    if _name not in ("base", "build"):
+        main.add_command(_command, f"sendengine:{_name}")

@@ -43,14 +43,18 @@ def tls_settings() -> str:
     return f" with TLS (DOCKER_TLS_VERIFY={verify or 'unset'}, certificates in {where})"
 
 
-def connect(timeout: int = QUICK_CALL_TIMEOUT_S) -> Any:
+def connect(timeout: int = QUICK_CALL_TIMEOUT_S, max_pool_size: int | None = None) -> Any:
     """A ``docker.DockerClient`` that has talked to the engine once (its API version).
+
+    ``max_pool_size``: connections kept for calls made at once from many threads (the
+    client's default, 10, is for one call at a time).
 
     Raises DockerUnreachable with the sentence to show when it could not.
     """
     host = docker_host()
     try:
-        client = docker.from_env(timeout=timeout, use_ssh_client=host.startswith("ssh://"))
+        pool = {"max_pool_size": max_pool_size} if max_pool_size else {}
+        client = docker.from_env(timeout=timeout, use_ssh_client=host.startswith("ssh://"), **pool)
         client.ping()
     except DockerException as exc:
         raise DockerUnreachable(unreachable_sentence(exc)) from None
