@@ -10,6 +10,7 @@ campaign not yet created uses the next campaign id, so its tracked links look as
 
 from __future__ import annotations
 
+import re
 from email import message_from_bytes
 from email import policy as email_policy
 from typing import Any
@@ -35,6 +36,7 @@ from app.services.routing import parse_channel, route_for_user
 from app.services.users import get_user
 
 SAMPLE_RECIPIENT = "recipient@example.com"
+_TRACKED = re.compile(r"""href=["']?https://([^/"'\s>]+)/c/""", re.IGNORECASE)
 
 
 def preview_message(
@@ -48,10 +50,12 @@ def preview_message(
     html: str | None,
     recipient: str = SAMPLE_RECIPIENT,
 ) -> dict[str, Any]:
-    """``{headers: [(name, value)], text, html, envelope_from, route}`` for one recipient.
+    """``{headers: [(name, value)], text, html, envelope_from, route, tracked_links,
+    tracking_hosts}`` for one recipient.
 
     ``text`` and ``html`` are the bodies as sent (group header and footer, tracked links,
-    open pixel); ``route`` is the sentence saying which server or method sends it.
+    open pixel); ``route`` is the sentence saying which server or method sends it;
+    ``tracked_links`` counts the links that go through a click-tracking host.
     """
     user = get_user(session, username)
     parsed_channel = parse_channel(channel)
@@ -97,7 +101,10 @@ def preview_message(
         kind = part.get_content_type()
         if kind in bodies and bodies[kind] is None:
             bodies[kind] = str(part.get_content())
+    tracked = _TRACKED.findall(bodies["text/html"] or "")
     return {
+        "tracked_links": len(tracked),
+        "tracking_hosts": sorted(set(tracked)),
         "headers": built.headers,
         "text": bodies["text/plain"],
         "html": bodies["text/html"],

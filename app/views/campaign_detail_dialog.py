@@ -102,7 +102,7 @@ class CampaignDetailDialog(QDialog):
         self.data: dict[str, Any] | None = None
         self.setObjectName("campaignDetailDialog")
         self.setWindowTitle(f"Campaign {name}")
-        self.resize(900, 600)
+        self.resize(980, 620)
 
         self.heading = QLabel(name)
         self.heading.setObjectName("campaignHeading")
@@ -149,6 +149,8 @@ class CampaignDetailDialog(QDialog):
         self.table.setObjectName("resultsTable")
         self.table.setAccessibleName("Recipients and their results")
         self.table.setModel(self.model)
+        # Queue order until a header is clicked (a recipient sort would put 9 after 89).
+        self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
         self.table.setSortingEnabled(True)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)

@@ -7,7 +7,15 @@ from typing import Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QPalette
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QStackedWidget, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QSizePolicy,
+    QStackedWidget,
+    QWidget,
+)
 
 from app.services import validation
 from app.services.errors import ValidationError
@@ -54,10 +62,10 @@ def item_colour(status: str, palette: QPalette | None = None) -> str | None:
 
 def campaign_colour(row: dict[str, Any]) -> str | None:
     status = row.get("status")
-    if row.get("paused_reason") or (status == "completed" and row.get("failed")):
+    if row.get("paused_reason"):
         return theme.error_colour()
-    if status == "paused":
-        return theme.warning_colour()
+    if status == "paused" or (status == "completed" and row.get("failed")):
+        return theme.warning_colour()  # done, but some recipients failed
     if status == "completed":
         return theme.success_colour()
     return None
@@ -124,6 +132,9 @@ class FromField(QWidget):
         self.stack = QStackedWidget()
         self.stack.addWidget(picked)
         self.stack.addWidget(self.address)
+        # One line high: a form gives spare height to fields that can grow.
+        for widget in (self.stack, self):
+            widget.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.stack)

@@ -274,7 +274,19 @@ class PreviewPane(QWidget):
     def show_preview(self, shown: dict[str, Any]) -> None:
         self.shown = shown
         self.error.setVisible(False)
-        self.route.setText(f"{shown['route']} Envelope sender (bounces): {shown['envelope_from']}")
+        tracked = int(shown["tracked_links"])
+        links = (
+            f"{tracked} {'link goes' if tracked == 1 else 'links go'} through click "
+            f"tracking at {', '.join(shown['tracking_hosts'])}."
+            if tracked
+            else "No link is tracked."
+        )
+        unsubscribe = dict(shown["headers"]).get("List-Unsubscribe")
+        self.route.setText(
+            f"{shown['route']} {links} "
+            + ("List-Unsubscribe is set. " if unsubscribe else "")
+            + f"Bounces go to {shown['envelope_from']}."
+        )
         self.headers.setPlainText("\n".join(f"{n}: {v}" for n, v in shown["headers"]))
         self.text.setPlainText(shown["text"] or "(no text body)")
         self.html_source.setPlainText(shown["html"] or "(no HTML body)")

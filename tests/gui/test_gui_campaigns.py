@@ -372,6 +372,9 @@ def test_preview_shows_the_group_header_footer_and_tracked_links(
     assert "List-Unsubscribe: <mailto:" in headers and "https://click.example.net/u/" in headers
     assert "GROUP HEADER" in dialog.preview.html.toPlainText()  # rendered, not as source
     assert "'relay'" in dialog.preview.route.text()
+    assert "1 link goes through click tracking at click.example.net." in (
+        dialog.preview.route.text()
+    )
 
     # A field the engine would refuse: the preview says why instead of showing old text.
     dialog.tabs.setCurrentWidget(dialog.forms[0])

@@ -365,6 +365,7 @@ def test_preview_is_the_engines_message_with_group_and_server_settings(
     assert "https://track.example.net/c/" in shown["html"]
     assert "https://open.example.net/o/" in shown["html"]
     assert shown["envelope_from"].endswith("@bounce.example.net")
+    assert (shown["tracked_links"], shown["tracking_hosts"]) == (1, ["track.example.net"])
     assert "'relay'" in shown["route"]
     # A transactional preview has neither tracking nor List-Unsubscribe.
     with sqlite_database.session() as s:
