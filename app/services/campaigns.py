@@ -708,11 +708,12 @@ def _paused_reason(session: Session, campaign: Campaign) -> str | None:
 
 
 def campaign_status(session: Session, name: str) -> dict[str, Any]:
-    """Counts per item status and why items are held: the ``campaigns status`` report.
-
-    ``paused_reason`` is the sentence of an automatic pause (None otherwise).
-    """
+    """Counts per item status and why items are held: the ``campaigns status`` report."""
     campaign = get_campaign(session, name)
+    return _status_of(session, campaign)
+
+
+def _status_of(session: Session, campaign: Campaign) -> dict[str, Any]:
     counts = _counts(session, [campaign.id]).get(campaign.id, {})
     held = session.execute(
         select(QueueItem.held_reason, func.count())
@@ -725,6 +726,15 @@ def campaign_status(session: Session, name: str) -> dict[str, Any]:
         "total": sum(counts.values()),
         **{status.value: counts.get(status.value, 0) for status in QueueStatus},
         "held_reasons": {(reason or "unknown"): int(count) for reason, count in held},
+    }
+
+
+def campaign_report(session: Session, name: str) -> dict[str, Any]:
+    """``campaign_status`` plus what the console shows beside it: ``paused_reason`` (the
+    sentence of an automatic pause, else None), user, channel, From, subject and times."""
+    campaign = get_campaign(session, name)
+    return {
+        **_status_of(session, campaign),
         "paused_reason": _paused_reason(session, campaign),
         "user": campaign.user.username,
         "channel": campaign.channel.value,
@@ -738,13 +748,23 @@ def campaign_status(session: Session, name: str) -> dict[str, Any]:
 
 
 def campaign_results(
+    session: Session, name: str, *, status: QueueStatus | str | None = None
+) -> list[dict[str, Any]]:
+    """One row per recipient, in queue order, optionally of one item status."""
+    keys = ("recipient", "status", "attempts", "reply", "server", "message_id", "sent_at")
+    return [
+        {key: row[key] for key in keys} for row in recipient_results(session, name, status=status)
+    ]
+
+
+def recipient_results(
     session: Session,
     name: str,
     *,
     status: QueueStatus | str | None = None,
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per recipient, in queue order, optionally of one item status.
+    """``campaign_results`` rows plus ``queued_seconds`` and ``held_reason``, for the console.
 
     ``queued_seconds`` is the time in queue of a sent item: its ``sent_at`` less the
     campaign's start (its creation when it was created running); None until it is sent.
@@ -891,6 +911,7 @@ __all__ = [
     "Rejected",
     "allowed_from_domains",
     "bulk_enqueue",
+    "campaign_report",
     "campaign_results",
     "campaign_status",
     "cancel_campaign",
@@ -907,6 +928,7 @@ __all__ = [
     "paused_reasons",
     "read_body",
     "read_recipients",
+    "recipient_results",
     "resume_campaign",
     "send_message",
     "sender_choices",

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.services.campaigns import campaign_results, campaign_status
+from app.services.campaigns import campaign_report, recipient_results
 from app.views import theme
 from app.views.campaign_parts import (
     ITEM_STATUSES,
@@ -54,8 +54,8 @@ def campaign_detail(
 ) -> dict[str, Any]:
     """The campaign's status report and the first ``limit`` results of ``status``."""
     return {
-        "status": campaign_status(session, name),
-        "results": campaign_results(session, name, status=status or None, limit=limit),
+        "status": campaign_report(session, name),
+        "results": recipient_results(session, name, status=status or None, limit=limit),
     }
 
 

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 
 from app.models.base import CampaignStatus, utcnow
 from app.services import validation
-from app.services.campaigns import campaign_results, create_campaign, sender_choices
+from app.services.campaigns import create_campaign, recipient_results, sender_choices
 from app.services.engine_liveness import engine_presence
 from app.services.errors import ValidationError
 from app.views import theme
@@ -71,7 +71,7 @@ def send_test(
 
 def follow_test(session: Session, name: str) -> dict[str, Any]:
     """The one recipient's result and whether an engine is running."""
-    return {"result": campaign_results(session, name)[0], "engines": engine_presence(session)}
+    return {"result": recipient_results(session, name)[0], "engines": engine_presence(session)}
 
 
 def _required_user(value: object, field: str) -> str:

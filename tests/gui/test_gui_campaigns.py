@@ -232,7 +232,7 @@ def test_create_a_campaign_in_the_dialog_with_its_rejected_lines(
     )
     assert dialog.save_button.text() == "Start Campaign"
     with db.session() as session:
-        status = campaigns.campaign_status(session, "Spring")
+        status = campaigns.campaign_report(session, "Spring")
     assert (status["status"], status["queued"], status["from_name"]) == ("draft", 2, "Shop News")
 
     qtbot.waitUntil(lambda: row_of(page, "Spring") is not None, timeout=WAIT_MS)

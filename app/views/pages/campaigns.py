@@ -205,6 +205,10 @@ class CampaignsPage(ListPage):
 
     def _loaded(self) -> None:
         self._loading = False
+        # Columns fit the first rows; after that a refresh every 2 s must neither measure
+        # every row again nor undo the widths a person dragged.
+        if self.model.all_rows:
+            self.size_to_contents = False
         self._show_reason()
 
     def _clear_notice(self) -> None:
