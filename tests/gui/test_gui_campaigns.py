@@ -285,6 +285,30 @@ def test_import_a_big_csv_file_and_create_with_progress(
     qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=WAIT_MS)
 
 
+def test_cancel_while_creating_rolls_everything_back(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    db = db_of(window)
+    set_up(db)
+    source = tmp_path / "list.txt"
+    source.write_text("".join(f"user{n}@example.org\n" for n in range(30_000)), encoding="utf-8")
+    page = campaigns_page(qtbot, window)
+    dialog = open_new_dialog(qtbot, page)
+    fill_message(qtbot, dialog, "bob", "news@example.com")
+    dialog.ask_file = lambda: str(source)
+    qtbot.mouseClick(dialog.recipients.import_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+    assert dialog.is_creating()
+    dialog.reject()  # Cancel (or Esc) while creating stops it; the dialog stays
+    qtbot.waitUntil(lambda: dialog.error.text() != "", timeout=WAIT_MS)
+    assert dialog.error.text() == "Cancelled; nothing was created."
+    assert dialog.isVisible() and dialog.result is None and dialog.save_button.isEnabled()
+    with db.session() as session:
+        assert campaigns.list_campaigns(session) == []
+    dialog.confirm_discard = lambda: True
+    dialog.reject()
+
+
 def test_from_is_a_drop_down_of_enabled_sender_domains_when_the_group_manages_them(
     qtbot: QtBot, window: MainWindow
 ) -> None:
