@@ -32,7 +32,8 @@ def engine_presence(session: Session, within_seconds: float = RECENT_SECONDS) ->
     now = utcnow()
     cutoff = now - timedelta(seconds=within_seconds)
     running = sorted({r.engine for r in rows if r.state == RUNNING and r.last_beat_at >= cutoff})
-    last = max((r.last_beat_at for r in rows), default=None)
+    latest = max(rows, key=lambda r: r.last_beat_at, default=None)
+    last = latest.last_beat_at if latest is not None else None
     if running:
         sentence = (
             f"{len(running)} send engine{'s' if len(running) != 1 else ''} running "
@@ -44,10 +45,16 @@ def engine_presence(session: Session, within_seconds: float = RECENT_SECONDS) ->
             "one with `postroom engine run`."
         )
     else:
+        assert latest is not None
         ago = int((now - last).total_seconds())
+        what = (
+            f"{latest.engine} stopped {ago:,} s ago"
+            if latest.state != RUNNING
+            else f"the last one beat {ago:,} s ago"
+        )
         sentence = (
-            f"No send engine is running: the last one beat {ago:,} s ago, so nothing will be "
-            "sent; start one with `postroom engine run`."
+            f"No send engine is running: {what}, so nothing more will be sent; start one "
+            "with `postroom engine run`."
         )
     return {
         "running": running,

@@ -149,6 +149,7 @@ class SendTestDialog(QDialog):
         self.log = QListWidget()
         self.log.setObjectName("testLog")
         self.log.setAccessibleName("What happened, in order")
+        self.log.setWordWrap(True)  # a server's reply is read whole, not scrolled to
         self.error = QLabel()
         self.error.setObjectName("testError")
         self.error.setWordWrap(True)

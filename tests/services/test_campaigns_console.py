@@ -307,6 +307,11 @@ def test_engine_presence_tells_running_stale_and_never(sqlite_database: Database
     with sqlite_database.session() as s:
         alive = engine_presence(s)
     assert alive["running"] == ["e2"] and alive["sentence"] == "1 send engine running (e2)."
+    with sqlite_database.transaction() as s:
+        s.execute(update(EngineHeartbeat).values(state="stopped", last_beat_at=utcnow()))
+    with sqlite_database.session() as s:
+        stopped = engine_presence(s)
+    assert stopped["running"] == [] and " stopped 0 s ago" in stopped["sentence"]
 
 
 # ---------------------------------------------------------------- preview
