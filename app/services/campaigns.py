@@ -9,6 +9,7 @@ campaign of one item, created running.
 from __future__ import annotations
 
 import csv
+import json
 import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -20,9 +21,17 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, func, select, update
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
-from app.models import Campaign, DomainStatus, QueueItem, QueueStatus, SenderDomain, User
+from app.models import (
+    AuditEntry,
+    Campaign,
+    DomainStatus,
+    QueueItem,
+    QueueStatus,
+    SenderDomain,
+    User,
+)
 from app.models.base import CampaignStatus, Channel, utcnow
 from app.services import audit, validation
 from app.services.coerce import ensure_unique, flush, get_by_name
@@ -186,6 +195,35 @@ def _queue_chunks(
         yield chunk
 
 
+def check_recipients(recipients: Iterable[str | RecipientLine]) -> dict[str, Any]:
+    """What ``create_campaign`` would queue, without a database: ``{valid, duplicates,
+    rejected: [{line, value, reason}]}``; the same rules, so a form can show the rejected
+    lines before anything is created."""
+    rejected: list[Rejected] = []
+    seen: set[str] = set()
+    duplicates = 0
+    for position, entry in enumerate(recipients, start=1):
+        line, value = (position, entry) if isinstance(entry, str) else entry
+        if "\n" in value or "\r" in value:
+            rejected.append(
+                Rejected(line, value, "holds a line break; remove it (it could add headers).")
+            )
+            continue
+        try:
+            address = normalise_recipient(value)
+        except ValidationError as exc:
+            rejected.append(Rejected(line, value, exc.reason))
+            continue
+        if address in seen:
+            duplicates += 1
+        seen.add(address)
+    return {
+        "valid": len(seen),
+        "duplicates": duplicates,
+        "rejected": [r.as_dict() for r in rejected],
+    }
+
+
 def _db_value(connection: Connection, column: str, value: object) -> object:
     """``value`` as the driver takes it for ``queue_items.column`` (type processing applied)."""
     processor = QueueItem.__table__.c[column].type.bind_processor(connection.dialect)
@@ -200,11 +238,14 @@ def bulk_enqueue(
     *,
     status: QueueStatus = QueueStatus.QUEUED,
     due: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[int, list[Rejected]]:
     """Queue the valid, distinct recipients in the caller's transaction; (count, rejected).
 
     Rows go in through the driver in chunks (COPY on PostgreSQL, executemany elsewhere):
     a million ORM objects would take minutes; this takes seconds (docs/PERFORMANCE.md).
+    ``progress(queued_so_far)`` is called after each chunk; an exception it raises (a
+    cancel) stops the enqueue and so rolls back the caller's transaction.
     """
     rejected: list[Rejected] = []
     fixed = (
@@ -235,6 +276,8 @@ def bulk_enqueue(
     for chunk in _queue_chunks(fixed, recipients, host, rejected):
         write(chunk)
         count += len(chunk)
+        if progress is not None:
+            progress(count)
     return count, rejected
 
 
@@ -256,13 +299,18 @@ def _copy_writer(connection: Connection) -> Callable[[Sequence[tuple[object, ...
 # ---------------------------------------------------------------- creating
 
 
-def _check_from(session: Session, user: User, from_email: str) -> None:
-    """When the group manages sender domains, From must be at one the user may send from."""
+def allowed_from_domains(session: Session, user: User) -> list[str] | None:
+    """The domains ``user`` may send From, or None when the group leaves From free.
+
+    When the group manages sender domains: the user's enabled sender domains, then the
+    group's default sender domain when that is turned on (lower-case, each once).
+    """
     group = user.group
     if not group.sender_domain_management:
-        return
+        return None
     allowed = sorted(
-        session.scalars(
+        domain.lower()
+        for domain in session.scalars(
             select(SenderDomain.domain).where(
                 SenderDomain.user_id == user.id, SenderDomain.status == DomainStatus.ENABLED
             )
@@ -270,8 +318,16 @@ def _check_from(session: Session, user: User, from_email: str) -> None:
     )
     if group.default_sender_domain_enabled and group.default_sender_domain:
         allowed.append(group.default_sender_domain.lower())
+    return list(dict.fromkeys(allowed))
+
+
+def _check_from(session: Session, user: User, from_email: str) -> None:
+    """When the group manages sender domains, From must be at one the user may send from."""
+    allowed = allowed_from_domains(session, user)
+    if allowed is None:
+        return
     domain = from_email.rpartition("@")[2]
-    if domain in {d.lower() for d in allowed}:
+    if domain.lower() in allowed:
         return
     if not allowed:
         raise ValidationError(
@@ -282,8 +338,31 @@ def _check_from(session: Session, user: User, from_email: str) -> None:
     raise ValidationError(
         "From",
         f"{domain} is not one of {user.username!r}'s enabled sender domains; use an address "
-        f"at {', '.join(dict.fromkeys(allowed))}.",
+        f"at {', '.join(allowed)}.",
     )
+
+
+def sender_choices(session: Session) -> list[dict[str, Any]]:
+    """The active users a campaign can be created for, with what From may be.
+
+    ``username``, ``group``, ``email`` and ``domains``: None when the group leaves From
+    free, else the list ``allowed_from_domains`` gives (possibly empty).
+    """
+    users = session.scalars(
+        select(User)
+        .where(User.is_active.is_(True))
+        .options(selectinload(User.group))
+        .order_by(User.username)
+    ).all()
+    return [
+        {
+            "username": user.username,
+            "group": user.group.name,
+            "email": user.email,
+            "domains": allowed_from_domains(session, user),
+        }
+        for user in users
+    ]
 
 
 @dataclass(frozen=True)
@@ -327,6 +406,7 @@ def create_campaign(
     *,
     status: CampaignStatus = CampaignStatus.DRAFT,
     actor: str | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """A draft campaign with its recipients queued: ``{name, id, status, recipients, rejected}``.
 
@@ -365,7 +445,9 @@ def create_campaign(
     session.add(campaign)
     flush(session, ENTITY, campaign_name)
     host = content.from_email.rpartition("@")[2]
-    count, rejected = bulk_enqueue(session.connection(), campaign.id, recipients, host, due=now)
+    count, rejected = bulk_enqueue(
+        session.connection(), campaign.id, recipients, host, due=now, progress=progress
+    )
     if count == 0:
         first = f" (line {rejected[0].line}: {rejected[0].reason})" if rejected else ""
         raise ValidationError(
@@ -582,9 +664,56 @@ def _counts(
     return counts
 
 
+AUTO_PAUSE = "failures"  # the audit "reason_kind" of a pause for a failure spike
+
+
+def paused_reasons(session: Session, names: Sequence[str]) -> dict[str, str]:
+    """Why each of these paused campaigns was paused automatically (name -> sentence).
+
+    Read from the audit log: the campaign's latest start, pause or resume entry, when it
+    is a pause that gave a reason (``pause_if_failing`` writes one; a person's pause has
+    none, and a campaign resumed since has no reason left).
+    """
+    if not names:
+        return {}
+    entries = session.execute(
+        select(AuditEntry.entity_key, AuditEntry.action, AuditEntry.details)
+        .where(
+            AuditEntry.entity == ENTITY,
+            AuditEntry.entity_key.in_(list(names)),
+            AuditEntry.action.in_(("start", "pause", "resume")),
+        )
+        .order_by(AuditEntry.id)
+    ).all()
+    latest: dict[str, tuple[str, str | None]] = {}
+    for key, action, details in entries:
+        latest[key] = (action, details)
+    reasons: dict[str, str] = {}
+    for key, (action, details) in latest.items():
+        if action != "pause" or not details:
+            continue
+        try:
+            reason = json.loads(details).get("reason")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(reason, str) and reason:
+            reasons[key] = reason
+    return reasons
+
+
+def _paused_reason(session: Session, campaign: Campaign) -> str | None:
+    if campaign.status is not CampaignStatus.PAUSED:
+        return None
+    return paused_reasons(session, [campaign.name]).get(campaign.name)
+
+
 def campaign_status(session: Session, name: str) -> dict[str, Any]:
     """Counts per item status and why items are held: the ``campaigns status`` report."""
     campaign = get_campaign(session, name)
+    return _status_of(session, campaign)
+
+
+def _status_of(session: Session, campaign: Campaign) -> dict[str, Any]:
     counts = _counts(session, [campaign.id]).get(campaign.id, {})
     held = session.execute(
         select(QueueItem.held_reason, func.count())
@@ -600,10 +729,47 @@ def campaign_status(session: Session, name: str) -> dict[str, Any]:
     }
 
 
+def campaign_report(session: Session, name: str) -> dict[str, Any]:
+    """``campaign_status`` plus what the console shows beside it: ``paused_reason`` (the
+    sentence of an automatic pause, else None), user, channel, From, subject and times."""
+    campaign = get_campaign(session, name)
+    return {
+        **_status_of(session, campaign),
+        "paused_reason": _paused_reason(session, campaign),
+        "user": campaign.user.username,
+        "channel": campaign.channel.value,
+        "from_email": campaign.from_email,
+        "from_name": campaign.from_name,
+        "subject": campaign.subject,
+        "created_at": campaign.created_at.isoformat(),
+        "started_at": campaign.started_at.isoformat() if campaign.started_at else None,
+        "finished_at": campaign.finished_at.isoformat() if campaign.finished_at else None,
+    }
+
+
 def campaign_results(
     session: Session, name: str, *, status: QueueStatus | str | None = None
 ) -> list[dict[str, Any]]:
     """One row per recipient, in queue order, optionally of one item status."""
+    keys = ("recipient", "status", "attempts", "reply", "server", "message_id", "sent_at")
+    return [
+        {key: row[key] for key in keys} for row in recipient_results(session, name, status=status)
+    ]
+
+
+def recipient_results(
+    session: Session,
+    name: str,
+    *,
+    status: QueueStatus | str | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """``campaign_results`` rows plus ``queued_seconds`` and ``held_reason``, for the console.
+
+    ``queued_seconds`` is the time in queue of a sent item: its ``sent_at`` less the
+    campaign's start (its creation when it was created running); None until it is sent.
+    ``limit`` keeps the first rows only (a console shows a page, not a million rows).
+    """
     campaign = get_campaign(session, name)
     query = (
         select(
@@ -614,12 +780,16 @@ def campaign_results(
             QueueItem.server_name,
             QueueItem.message_id,
             QueueItem.sent_at,
+            QueueItem.held_reason,
         )
         .where(QueueItem.campaign_id == campaign.id)
         .order_by(QueueItem.id)
     )
     if status is not None:
         query = query.where(QueueItem.status == validation.choice(status, "Status", QueueStatus))
+    if limit is not None:
+        query = query.limit(max(int(limit), 0))
+    began = campaign.started_at or campaign.created_at
     return [
         {
             "recipient": row.recipient,
@@ -629,17 +799,24 @@ def campaign_results(
             "server": row.server_name,
             "message_id": row.message_id,
             "sent_at": row.sent_at.isoformat() if row.sent_at else None,
+            "queued_seconds": (
+                max((row.sent_at - began).total_seconds(), 0.0) if row.sent_at else None
+            ),
+            "held_reason": row.held_reason,
         }
         for row in session.execute(query)
     ]
 
 
 def list_campaigns(session: Session) -> list[dict[str, Any]]:
-    """The campaigns, newest first, with how far each got."""
+    """The campaigns, newest first, with how far each got: a count per item status."""
     campaigns = session.execute(
         select(Campaign, User.username).join(User).order_by(Campaign.id.desc())
     ).all()
     counts = _counts(session)
+    paused = paused_reasons(
+        session, [c.name for c, _user in campaigns if c.status is CampaignStatus.PAUSED]
+    )
     rows = []
     for campaign, username in campaigns:
         mine = counts.get(campaign.id, {})
@@ -651,14 +828,72 @@ def list_campaigns(session: Session) -> list[dict[str, Any]]:
                 "channel": campaign.channel.value,
                 "status": campaign.status.value,
                 "recipients": sum(mine.values()),
-                "sent": mine.get(QueueStatus.SENT.value, 0),
-                "failed": mine.get(QueueStatus.FAILED.value, 0),
+                **{status.value: mine.get(status.value, 0) for status in QueueStatus},
+                "paused_reason": paused.get(campaign.name),
                 "created_at": campaign.created_at.isoformat(),
                 "started_at": campaign.started_at.isoformat() if campaign.started_at else None,
                 "finished_at": campaign.finished_at.isoformat() if campaign.finished_at else None,
             }
         )
     return rows
+
+
+def pause_if_failing(
+    session: Session,
+    name: str,
+    threshold_percent: float,
+    min_items: int,
+    *,
+    actor: str | None = None,
+) -> dict[str, Any] | None:
+    """Pause a running campaign whose failures spiked; None when it stays as it is.
+
+    Once at least ``min_items`` of its items have finished (sent or failed), a failed
+    share of ``threshold_percent`` or more pauses it, with an audit entry whose reason
+    the console shows beside the campaign. Meant for a send engine to call after it
+    records outcomes; a person resumes the campaign after fixing the cause (or retries
+    the failed recipients, which lowers the share again).
+    """
+    try:
+        threshold = float(threshold_percent)
+    except (TypeError, ValueError):
+        threshold = -1.0
+    if not 0 < threshold <= 100:
+        raise ValidationError("Threshold", "must be a percentage above 0 and at most 100.")
+    if isinstance(min_items, bool) or not isinstance(min_items, int) or min_items < 1:
+        raise ValidationError("Minimum items", "must be a whole number of at least 1.")
+    campaign = get_campaign(session, name, lock=True)
+    if campaign.status is not CampaignStatus.RUNNING:
+        return None
+    counts = _counts(session, [campaign.id]).get(campaign.id, {})
+    failed = counts.get(QueueStatus.FAILED.value, 0)
+    finished = failed + counts.get(QueueStatus.SENT.value, 0)
+    if finished < min_items or failed * 100 < threshold * finished:
+        return None
+    share = failed * 100 / finished
+    reason = (
+        f"Paused automatically: {failed:,} of {finished:,} finished messages failed "
+        f"({share:.0f}%, the threshold is {threshold:g}%); read the failed recipients' "
+        "replies, fix the cause, then resume or retry the failed ones."
+    )
+    campaign.status = CampaignStatus.PAUSED
+    flush(session, ENTITY, campaign.name)
+    audit.record(
+        session,
+        "pause",
+        ENTITY,
+        campaign.name,
+        {
+            "status": [CampaignStatus.RUNNING.value, CampaignStatus.PAUSED.value],
+            "reason": reason,
+            "reason_kind": AUTO_PAUSE,
+            "failed": failed,
+            "finished": finished,
+            "threshold_percent": threshold,
+        },
+        actor=actor,
+    )
+    return {"name": campaign.name, "status": campaign.status.value, "reason": reason}
 
 
 def read_body(path: str | Path | None, field: str) -> str | None:
@@ -674,11 +909,14 @@ def read_body(path: str | Path | None, field: str) -> str | None:
 
 __all__ = [
     "Rejected",
+    "allowed_from_domains",
     "bulk_enqueue",
+    "campaign_report",
     "campaign_results",
     "campaign_status",
     "cancel_campaign",
     "change_status",
+    "check_recipients",
     "create_campaign",
     "get_campaign",
     "list_campaigns",
@@ -686,9 +924,13 @@ __all__ = [
     "normalise_recipient",
     "parse_recipients",
     "pause_campaign",
+    "pause_if_failing",
+    "paused_reasons",
     "read_body",
     "read_recipients",
+    "recipient_results",
     "resume_campaign",
     "send_message",
+    "sender_choices",
     "start_campaign",
 ]

@@ -189,6 +189,24 @@ class Form(QWidget):
         combo.currentIndexChanged.connect(lambda _i: self._edited(key))
         return combo
 
+    def add_custom(
+        self,
+        key: str,
+        label: str,
+        widget: QWidget,
+        read: Callable[[], object],
+        write: Callable[[object], None],
+        parse: Parser | None = None,
+        *,
+        edited: Any = None,
+        hint: str | None = None,
+    ) -> QWidget:
+        """A field made of a widget of the caller's (``edited``: its change signal)."""
+        self._bind(key, label, widget, read, write, parse, hint)
+        if edited is not None:
+            edited.connect(lambda *_args: self._edited(key))
+        return widget
+
     @staticmethod
     def set_choices(combo: QComboBox, choices: Sequence[tuple[str, object]]) -> None:
         current = combo.currentData()

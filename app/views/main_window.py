@@ -45,6 +45,7 @@ SECTION_ICONS = {
     "User Groups": "nav-groups",
     "Users": "nav-users",
     "Sender Domains": "nav-domains",
+    "Campaigns": "nav-campaigns",
     "DNS Templates": "nav-templates",
     "DNS Settings": "nav-dns-settings",
     "Audit Log": "nav-audit",

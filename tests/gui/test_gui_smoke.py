@@ -58,6 +58,7 @@ def test_every_section_is_reachable_from_the_navigation(
         "User Groups",
         "Users",
         "Sender Domains",
+        "Campaigns",
         "DNS Templates",
         "DNS Settings",
         "Audit Log",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from app.views.pages.audit import AuditPage
 from app.views.pages.base import Page
+from app.views.pages.campaigns import CampaignsPage
 from app.views.pages.dns_settings import DnsSettingsPage
 from app.views.pages.domains import DomainsPage
 from app.views.pages.groups import GroupsPage
@@ -16,6 +17,7 @@ PAGES: tuple[type[Page], ...] = (
     GroupsPage,
     UsersPage,
     DomainsPage,
+    CampaignsPage,
     TemplatesPage,
     DnsSettingsPage,
     AuditPage,
