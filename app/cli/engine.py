@@ -76,6 +76,22 @@ def engine() -> None:
     help="The DNS re-check asks this server instead of the authoritative ones.",
 )
 @click.option(
+    "--pause-failures",
+    type=click.FloatRange(0, 100),
+    default=50.0,
+    show_default=True,
+    metavar="PERCENT",
+    help="Pause a running campaign once this share of its finished items failed (0: never).",
+)
+@click.option(
+    "--pause-after",
+    type=click.IntRange(1, 10_000_000),
+    default=100,
+    show_default=True,
+    metavar="N",
+    help="...but only once at least N of its items finished.",
+)
+@click.option(
     "--campaign",
     metavar="NAME",
     help="Send only this campaign's items (extra workers for one campaign).",
@@ -95,6 +111,8 @@ def engine_run(
     cafile: str | None,
     recheck_hours: float,
     nameserver: str | None,
+    pause_failures: float,
+    pause_after: int,
     campaign: str | None,
     log_format: str | None,
     log_level: str | None,
@@ -123,6 +141,8 @@ def engine_run(
         recheck_seconds=recheck_hours * 3600,
         campaign=campaign,
         nameserver=parse_nameserver(nameserver),
+        pause_failure_percent=pause_failures,
+        pause_min_items=pause_after,
     )
     totals = run_engine(state.db(), options)
     if state.json:

@@ -558,3 +558,42 @@ async def test_retry_queues_failed_items_again_and_reopens_the_campaign(db: Data
         assert campaigns.campaign_status(session, "Spring")["status"] == "completed"
         with pytest.raises(Exception, match="must be failed or held"):
             campaigns.retry_items(session, "Spring", ["sent"])
+
+
+async def test_a_campaign_whose_failures_spike_is_paused_with_the_reason(db: Database) -> None:
+    handler = ScriptedHandler()
+    handler.delay = 0.03  # the accepted ones are slow: the campaign outlasts a heartbeat
+    recipients = [f"r{n}@example.org" for n in range(300)]
+    for address in recipients[:60]:
+        handler.rcpt_replies[address] = "550 5.1.1 No such user"
+    peer = await start_peer(handler)
+    try:
+        make_route(db, peer.port, max_connections=2)
+        make_campaign(db, recipients)
+        await run_engine(
+            db, concurrency=2, lease_seconds=3, pause_failure_percent=20, pause_min_items=20
+        )
+    finally:
+        await peer.stop()
+    with db.session() as session:
+        status = campaigns.campaign_status(session, "Spring")
+        reasons = campaigns.paused_reasons(session, ["Spring"])
+    assert status["status"] == "paused"
+    # Paused while it ran (a finished campaign would be completed); what the engine had
+    # already claimed may still have gone out, nothing more was claimed.
+    assert status["failed"] >= 20
+    assert "Paused automatically" in reasons["Spring"]
+
+
+async def test_a_finished_campaign_with_many_failures_completes(db: Database) -> None:
+    handler = ScriptedHandler()
+    handler.rcpt_replies["gone@example.org"] = "550 5.1.1 No such user"
+    peer = await start_peer(handler)
+    try:
+        make_route(db, peer.port)
+        make_campaign(db, ["gone@example.org"])
+        await run_engine(db, pause_failure_percent=50, pause_min_items=1)
+    finally:
+        await peer.stop()
+    with db.session() as session:
+        assert campaigns.campaign_status(session, "Spring")["status"] == "completed"
