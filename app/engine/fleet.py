@@ -35,6 +35,7 @@ from app.engine.fleet_logs import LogStream
 from app.services.errors import PostroomError
 
 if TYPE_CHECKING:
+    from app.engine.fleet_secrets import EngineSecrets
     from app.models.database import Database
 
 Progress = Callable[[str], None]
@@ -167,12 +168,24 @@ class Fleet(ABC):
         settings: FleetSettings,
         *,
         database: Database | None = None,
+        secrets: EngineSecrets | None = None,
         progress: Progress = _nothing,
     ) -> None:
         self.client = client
         self.settings = settings
         self.database = database
+        self.secrets = secrets
         self.progress = progress
+
+    def image_id(self) -> str:
+        """The id of the engine image on this Docker engine, or why there is none."""
+        try:
+            return str(self.client.images.get(self.settings.image).id)
+        except NotFound:  # ImageNotFound is one
+            raise FleetError(
+                f"the send-engine image {self.settings.image} is not on this Docker engine; "
+                "build it with `postroom sendengine build`."
+            ) from None
 
     # ---------------------------------------------------------------- lifecycle (per mode)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from docker.errors import APIError, ImageNotFound, NotFound
+from docker.errors import APIError, NotFound
 from docker.types import Mount
 
 from app.engine.fleet import (
@@ -78,22 +78,12 @@ class ContainerFleet(Fleet):
         secrets_folder: Path | None = None,
         progress: Progress = _nothing,
     ) -> None:
-        super().__init__(client, settings, database=database, progress=progress)
-        self.secrets = secrets
+        super().__init__(client, settings, database=database, secrets=secrets, progress=progress)
         self.secrets_folder = secrets_folder or default_secrets_folder(settings.fleet)
         self._plan: ContainerPlan | None = None
         self._written = False
 
     # ---------------------------------------------------------------- the plan
-
-    def image_id(self) -> str:
-        try:
-            return str(self.client.images.get(self.settings.image).id)
-        except ImageNotFound:
-            raise FleetError(
-                f"the send-engine image {self.settings.image} is not on this Docker engine; "
-                "build it with `postroom sendengine build`."
-            ) from None
 
     def plan(self, *, write_secrets: bool = True) -> ContainerPlan:
         """Checks the database for this host and writes the secret files (once); without

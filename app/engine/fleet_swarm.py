@@ -22,7 +22,7 @@ import secrets as random_names
 import time
 from typing import TYPE_CHECKING, Any
 
-from docker.errors import APIError, NotFound
+from docker.errors import APIError
 from docker.types import (
     ContainerSpec,
     EndpointSpec,
@@ -70,8 +70,7 @@ class SwarmFleet(Fleet):
         secrets: EngineSecrets | None = None,
         progress: Progress = _nothing,
     ) -> None:
-        super().__init__(client, settings, database=database, progress=progress)
-        self.secrets = secrets
+        super().__init__(client, settings, database=database, secrets=secrets, progress=progress)
 
     @property
     def service_name(self) -> str:
@@ -92,15 +91,6 @@ class SwarmFleet(Fleet):
             }
         )
         return found[0] if found else None
-
-    def image_id(self) -> str:
-        try:
-            return str(self.client.images.get(self.settings.image).id)
-        except NotFound:
-            raise FleetError(
-                f"the send-engine image {self.settings.image} is not on this Docker engine; "
-                "build it with `postroom sendengine build`."
-            ) from None
 
     # ---------------------------------------------------------------- the spec
 

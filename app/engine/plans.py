@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from app.engine.message import (
     PreparedCampaign,
+    SenderDomainInfo,
     ServerPolicy,
     campaign_content_for,
     prepare_campaign,
@@ -35,7 +36,7 @@ from app.services.dns_settings import get_settings
 from app.services.dns_templates import installation_hash_secret
 from app.services.errors import PostroomError
 from app.services.routing import route_for_user
-from app.services.servers import PasswordCipher, decrypt_password
+from app.services.servers import PasswordCipher, decrypt_password, get_server
 
 PLAN_SECONDS = 30.0
 DELIVERY_SERVER = "delivery_server"
@@ -105,6 +106,19 @@ def _server_settings(
     )
 
 
+def sender_domain_info(session: Session, from_domain: str) -> SenderDomainInfo | None:
+    """The campaign sender domain a From domain is, with its records read, or None."""
+    row = session.scalars(
+        select(SenderDomain)
+        .where(
+            func.lower(SenderDomain.domain) == from_domain.lower(),
+            SenderDomain.kind == TemplateKind.CAMPAIGN,
+        )
+        .options(selectinload(SenderDomain.records))
+    ).first()
+    return sender_domain_info_for(row, get_settings(session)) if row else None
+
+
 def load_plan(
     session: Session, campaign_id: int, setup: EngineSetup, key: TrackingKey
 ) -> CampaignPlan | None:
@@ -145,9 +159,8 @@ def load_plan(
     policy = ServerPolicy()
     outbox: Path | None = None
     if route.method == DELIVERY_SERVER:
-        server = session.scalars(
-            select(DeliveryServer).where(DeliveryServer.name == route.server)
-        ).one()
+        assert route.server is not None  # a delivery_server route names its server
+        server = get_server(session, route.server)
         server_settings, problem = _server_settings(server, setup)
         if problem is not None:
             return replace(base, hold=problem)
@@ -165,15 +178,7 @@ def load_plan(
                 "Settings (or choose SaveToDisk to write .eml files)."
             ),
         )
-    domain_row = session.scalars(
-        select(SenderDomain)
-        .where(
-            func.lower(SenderDomain.domain) == from_domain,
-            SenderDomain.kind == TemplateKind.CAMPAIGN,
-        )
-        .options(selectinload(SenderDomain.records))
-    ).first()
-    domain = sender_domain_info_for(domain_row, get_settings(session)) if domain_row else None
+    domain = sender_domain_info(session, from_domain)
     try:
         prepared = prepare_campaign(
             campaign_content_for(campaign), sender_policy_for(group), policy, domain, key

@@ -246,25 +246,21 @@ class SendEngine:
         claimed = self._queue.claim(
             count, self.options.lease_seconds, campaign_id=self._campaign_id
         )
-        if not claimed:
-            return []
-        assert self._gate is not None
-        with self.db.session() as session:
-            plans: dict[int, CampaignPlan | None] = {}
-            for item in claimed:
-                if item.campaign_id not in plans:
-                    plans[item.campaign_id] = self._plan(session, item.campaign_id, clock)
-            return self._gate.decide(session, claimed, plans, in_flight)
+        return self._sync_decide(claimed, clock, in_flight) if claimed else []
 
-    def _sync_regate(
+    def _sync_decide(
         self,
         items: list[ClaimedItem],
         clock: float,
         in_flight: tuple[Counter[int], Counter[int]],
     ) -> list[GateDecision]:
+        """The gate's decision on leased items (just claimed, or waiting for room)."""
         assert self._gate is not None
         with self.db.session() as session:
-            plans = {i.campaign_id: self._plan(session, i.campaign_id, clock) for i in items}
+            plans: dict[int, CampaignPlan | None] = {}
+            for item in items:
+                if item.campaign_id not in plans:
+                    plans[item.campaign_id] = self._plan(session, item.campaign_id, clock)
             return self._gate.decide(session, items, plans, in_flight)
 
     def _in_flight_counts(self) -> tuple[Counter[int], Counter[int]]:
@@ -628,7 +624,7 @@ class SendEngine:
         self._waiting.clear()
         loop = asyncio.get_running_loop()
         decisions = await self._db_retrying(
-            "checking limits", self._sync_regate, items, loop.time(), self._in_flight_counts()
+            "checking limits", self._sync_decide, items, loop.time(), self._in_flight_counts()
         )
         await self._apply(decisions)
 

@@ -16,23 +16,22 @@ from email import policy as email_policy
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from app.engine.message import (
     CampaignContent,
     ServerPolicy,
     prepare_campaign,
-    sender_domain_info_for,
     sender_policy_for,
     server_policy_for,
 )
-from app.engine.plans import tracking_key
-from app.models import Campaign, DeliveryServer, SenderDomain
-from app.models.base import Channel, TemplateKind
+from app.engine.plans import sender_domain_info, tracking_key
+from app.models import Campaign
+from app.models.base import Channel
 from app.services import validation
 from app.services.campaigns import check_content, message_id, message_id_prefix
-from app.services.dns_settings import get_settings
 from app.services.routing import parse_channel, route_for_user
+from app.services.servers import get_server
 from app.services.users import get_user
 
 SAMPLE_RECIPIENT = "recipient@example.com"
@@ -64,20 +63,9 @@ def preview_message(
     route = route_for_user(user, parsed_channel)
     server_policy = ServerPolicy()
     if route.method == "delivery_server" and route.server:
-        server = session.scalars(
-            select(DeliveryServer).where(DeliveryServer.name == route.server)
-        ).one()
-        server_policy = server_policy_for(server)
+        server_policy = server_policy_for(get_server(session, route.server))
     from_domain = content.from_email.rpartition("@")[2].lower()
-    domain_row = session.scalars(
-        select(SenderDomain)
-        .where(
-            func.lower(SenderDomain.domain) == from_domain,
-            SenderDomain.kind == TemplateKind.CAMPAIGN,
-        )
-        .options(selectinload(SenderDomain.records))
-    ).first()
-    domain = sender_domain_info_for(domain_row, get_settings(session)) if domain_row else None
+    domain = sender_domain_info(session, from_domain)
     campaign_id = int(session.scalar(select(func.max(Campaign.id))) or 0) + 1
     prepared = prepare_campaign(
         CampaignContent(

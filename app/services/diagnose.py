@@ -20,10 +20,10 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from app.models import (
     Campaign,
-    DeliveryServer,
     EngineHeartbeat,
     QueueItem,
     SenderDomain,
@@ -43,7 +43,7 @@ from app.services.dns_verify import verify_sender_domain
 from app.services.errors import PostroomError
 from app.services.quotas import user_allowance
 from app.services.routing import allocation_badges, parse_channel, route_for_user
-from app.services.servers import PasswordCipher
+from app.services.servers import PasswordCipher, get_server
 from app.services.smtp_check import run_smtp_check, target_for_server
 from app.services.users import get_user
 
@@ -108,34 +108,37 @@ def engines_running(db: Database) -> Check:
     )
 
 
-def _users(db: Database, username: str | None) -> list[tuple[int, str]]:
-    with db.session() as session:
-        if username is not None:
-            user = get_user(session, username)
-            return [(user.id, user.username)]
-        return [
-            (row.id, row.username)
-            for row in session.execute(
-                select(User.id, User.username).where(User.is_active.is_(True)).order_by(User.id)
-            )
-        ]
+def _users(session: Session, username: str | None) -> list[tuple[int, str]]:
+    """The user asked about, or every active user: (id, username)."""
+    if username is not None:
+        user = get_user(session, username)
+        return [(user.id, user.username)]
+    return [
+        (row.id, row.username)
+        for row in session.execute(
+            select(User.id, User.username).where(User.is_active.is_(True)).order_by(User.id)
+        )
+    ]
+
+
+def _route_users(session: Session, username: str | None) -> list[User]:
+    """The user asked about, or one user per group (a route is the group's)."""
+    if username is not None:
+        return [get_user(session, username)]
+    users: list[User] = []
+    seen: set[int] = set()
+    for user in session.scalars(select(User).order_by(User.id)):
+        if user.group_id not in seen:
+            seen.add(user.group_id)
+            users.append(user)
+    return users
 
 
 def routes(db: Database, username: str | None, channels: list[Channel]) -> list[Check]:
     """Each user's group has a delivery server (or a legacy method) for each channel."""
     checks: list[Check] = []
     with db.session() as session:
-        if username is not None:
-            users = [get_user(session, username)]
-        else:
-            # One user per group is enough: the route is the group's.
-            users = []
-            seen: set[int] = set()
-            for user in session.scalars(select(User).order_by(User.id)):
-                if user.group_id not in seen:
-                    seen.add(user.group_id)
-                    users.append(user)
-        for user in users:
+        for user in _route_users(session, username):
             for channel in channels:
                 route = route_for_user(user, channel)
                 ok = route.method != "none"
@@ -181,7 +184,7 @@ def limits(db: Database, username: str | None) -> list[Check]:
     checks: list[Check] = []
     now = utcnow()
     with db.session() as session:
-        for user_id, name in _users(db, username):
+        for user_id, name in _users(session, username):
             user = session.get(User, user_id)
             assert user is not None
             group: UserGroup = user.group
@@ -285,14 +288,9 @@ def recent_errors(db: Database) -> Check:
 
 def _servers_on_routes(db: Database, username: str | None, channels: list[Channel]) -> list[str]:
     with db.session() as session:
-        users = (
-            [get_user(session, username)]
-            if username is not None
-            else list(session.scalars(select(User)))
-        )
         names = {
             route.server
-            for user in users
+            for user in _route_users(session, username)
             for channel in channels
             if (route := route_for_user(user, channel)).server is not None
         }
@@ -304,11 +302,8 @@ async def smtp_checks(db: Database, names: list[str], cipher: PasswordCipher | N
 
     async def one(name: str) -> Check:
         with db.session() as session:
-            server = session.scalars(
-                select(DeliveryServer).where(DeliveryServer.name == name)
-            ).one()
             try:
-                target = target_for_server(server, cipher)
+                target = target_for_server(get_server(session, name), cipher)
             except PostroomError as exc:
                 return Check(
                     f"smtp: {name}",

@@ -13,12 +13,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.engine import heartbeats
 from app.models import EngineHeartbeat
 from app.models.base import utcnow
 
 # Three missed beats of the slowest engine (10 s) and it no longer counts as running.
 RECENT_SECONDS = 30.0
-RUNNING = "running"
+RUNNING = heartbeats.RUNNING  # the state an engine's own row says while it runs
 
 
 def engine_presence(session: Session, within_seconds: float = RECENT_SECONDS) -> dict[str, Any]:
