@@ -61,6 +61,16 @@ def connect(timeout: int = QUICK_CALL_TIMEOUT_S, max_pool_size: int | None = Non
     return client
 
 
+def is_local_engine(client: Any) -> bool:
+    """Whether the engine reads this machine's disk: a Unix socket or a Windows named pipe.
+
+    Over ``tcp://`` or ``ssh://`` the engine may be on another machine (even an address on
+    the loopback may be a tunnel), so nothing on this disk is handed to it by path.
+    """
+    base = str(getattr(client.api, "base_url", ""))
+    return base in ("http+docker://localhost", "http+docker://localnpipe")
+
+
 def unreachable_sentence(exc: BaseException) -> str:
     """One sentence: which engine was tried, why it failed in a word, and what to do."""
     host = docker_host()

@@ -8,13 +8,14 @@ supervisord to let the engine finish what is in flight and release its leases.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from docker.errors import APIError, NotFound
 from docker.types import Mount
 
+from app.engine.docker_api import is_local_engine
 from app.engine.fleet import (
     CONFIG_LABEL,
     ENGINE_ROLE,
@@ -38,6 +39,7 @@ from app.engine.fleet_secrets import (
     is_docker_desktop,
     plan_database,
     secret_file_paths,
+    secrets_archive,
     write_secret_files,
 )
 
@@ -63,6 +65,8 @@ class ContainerPlan:
     environment: dict[str, str]
     mounts: tuple[tuple[str, str, bool], ...]  # (host path, container path, read-only)
     config: str
+    # For a remote Docker engine: the secrets, copied into each container before it starts.
+    secrets_tar: bytes | None = field(default=None, repr=False)
 
 
 class ContainerFleet(Fleet):
@@ -94,15 +98,22 @@ class ContainerFleet(Fleet):
             raise FleetError("starting engines needs the database URL and the vault key.")
         image_id = self.image_id()
         desktop = is_docker_desktop(self.client.info())
-        database = plan_database(self.secrets.database_url, desktop=desktop)
-        if write_secrets:
-            files = write_secret_files(
-                self.secrets_folder, EngineSecrets(database.url, self.secrets.vault_key)
-            )
-            self._written = True
+        remote = not is_local_engine(self.client)
+        database = plan_database(self.secrets.database_url, desktop=desktop, remote=remote)
+        engine_secrets = EngineSecrets(database.url, self.secrets.vault_key)
+        mounts: list[tuple[str, str, bool]] = []
+        secrets_tar = None
+        if remote:
+            # Files here are not on the engine's disk: each container gets a copy instead.
+            secrets_tar = secrets_archive(engine_secrets) if write_secrets else None
+            self._written = write_secrets
         else:
-            files = secret_file_paths(self.secrets_folder)
-        mounts = [(str(files[key]), target, True) for key, target in SECRET_MOUNTS.items()]
+            if write_secrets:
+                files = write_secret_files(self.secrets_folder, engine_secrets)
+                self._written = True
+            else:
+                files = secret_file_paths(self.secrets_folder)
+            mounts += [(str(files[key]), target, True) for key, target in SECRET_MOUNTS.items()]
         mounts += [(folder, folder, False) for folder in database.folders]
         environment = {
             "POSTROOM_DATABASE_URL_FILE": SECRET_MOUNTS["database_url"],
@@ -116,9 +127,10 @@ class ContainerFleet(Fleet):
             "database": database.shown,
             "network": "host",
             "healthcheck": HEALTHCHECK,
+            "secrets": "copied" if remote else "mounted",
         }
         self._plan = ContainerPlan(
-            image_id, environment, tuple(mounts), config_hash(image_id, settings)
+            image_id, environment, tuple(mounts), config_hash(image_id, settings), secrets_tar
         )
         return self._plan
 
@@ -247,6 +259,9 @@ class ContainerFleet(Fleet):
                 stop_timeout=STOP_TIMEOUT_S,
                 healthcheck=HEALTHCHECK,
             )
+            if plan.secrets_tar is not None:
+                # Made, not started: the engine finds its secrets when it first looks.
+                api.put_archive(created["Id"], "/run", plan.secrets_tar)
             container = self.client.containers.get(created["Id"])
             container.start()
         except APIError as exc:

@@ -4,8 +4,11 @@ Loose containers get both as files: written here, in a private folder (0700) on 
 each file 0400 and owned by the image's user (uid 10001), bind-mounted read-only where the
 image looks for them (``/run/secrets/postroom_database_url``, ``.../postroom_vault_key``).
 So neither is in the image, the container's environment, its command or its labels, which is
-all ``docker inspect`` shows. The files live on the machine running this command, so the
-Docker engine must be local (a remote one would look for them on its own disk).
+all ``docker inspect`` shows. A remote Docker engine (``DOCKER_HOST`` over tcp or ssh)
+would look for such files on its own disk, so there the two files are copied into each
+container after it is made and before it starts instead (``secrets_archive``): still not in
+the image, the environment or ``docker inspect``, though in the container's own layer, which
+``docker export`` of that container would show.
 
 With host networking (Linux) an engine reaches a database on the host's loopback, and a
 SQLite file is bind-mounted at the same path. Docker Desktop (macOS, Windows) runs engines
@@ -15,9 +18,12 @@ SQLite's locks, so it gets PostgreSQL or MariaDB by name or not at all.
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import os
 import stat
+import tarfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,8 +76,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def plan_database(url: str, *, desktop: bool) -> DatabasePlan:
-    """Check that engines in containers can use the database at ``url``; how."""
+def plan_database(url: str, *, desktop: bool, remote: bool = False) -> DatabasePlan:
+    """Check that engines in containers can use the database at ``url``; how.
+
+    ``remote``: the Docker engine is reached over the network, so a file here is not theirs.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -87,6 +96,12 @@ def plan_database(url: str, *, desktop: bool) -> DatabasePlan:
             )
         if desktop:
             raise FleetError(DESKTOP_SENTENCE.format(what="a SQLite file"))
+        if remote:
+            raise FleetError(
+                "the Docker engine is remote (DOCKER_HOST over tcp or ssh), so send engines "
+                "there cannot open a SQLite file on this machine; use a PostgreSQL or MariaDB "
+                "database they reach by address."
+            )
         path = Path(database).expanduser().resolve()
         check_writable_by_engine(path.parent, "folder")
         if path.exists():
@@ -155,6 +170,26 @@ def write_secret_files(folder: Path, secrets: EngineSecrets) -> dict[str, Path]:
         # A running container keeps the file it mounted; the next one made gets this one.
         os.replace(temporary, path)
     return paths
+
+
+def secrets_archive(secrets: EngineSecrets) -> bytes:
+    """A tar of ``secrets/`` with the two files, owned by the engine's user and readable by
+    it alone, to unpack into a made (not yet started) container's ``/run``."""
+    contents = {"database_url": secrets.database_url, "vault_key": secrets.vault_key}
+    buffer = io.BytesIO()
+    now = int(time.time())
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        folder = tarfile.TarInfo("secrets")
+        folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, 0o500, now
+        folder.uid = folder.gid = ENGINE_UID
+        archive.addfile(folder)
+        for key, target in SECRET_MOUNTS.items():
+            data = (contents[key].strip() + "\n").encode()
+            info = tarfile.TarInfo(f"secrets/{Path(target).name}")
+            info.size, info.mode, info.mtime = len(data), SECRET_FILE_MODE, now
+            info.uid = info.gid = ENGINE_UID
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 def _hand_to_engine_user(path: Path) -> None:

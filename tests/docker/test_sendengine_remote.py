@@ -1,0 +1,162 @@
+"""Send engines on a Docker engine reached over TCP (``DOCKER_HOST=tcp://...``), where files
+on this machine are not the engine's to mount.
+
+The Docker engine is this machine's real dockerd; a small TCP relay in this process passes
+the bytes between a loopback TCP port and its Unix socket, so the client cannot tell it from
+a remote engine (no second machine can run here). The engines get their database URL and
+vault key copied into each container before it starts: no bind mount of a secret file, and
+still nothing of either in ``docker inspect``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from app.engine.fleet_samples import fresh_consumers
+from app.models.database import Database
+from app.services.vault import generate_vault_key
+from tests.conftest import PG_ADMIN_URL, _server_database
+from tests.docker.conftest import postroom
+
+DOCKER_SOCKET = "/var/run/docker.sock"
+HEARTBEAT_WAIT_S = 150
+
+
+class TcpRelay:
+    """127.0.0.1:PORT to the Docker engine's Unix socket, one pair of pump threads a
+    connection (a stand-in for the network between a console and a remote engine)."""
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = int(self.listener.getsockname()[1])
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        engine = socket.socket(socket.AF_UNIX)
+        with client, engine:
+            engine.connect(DOCKER_SOCKET)
+            back = threading.Thread(target=self._pump, args=(engine, client), daemon=True)
+            back.start()
+            self._pump(client, engine)
+            back.join()
+
+    @staticmethod
+    def _pump(source: socket.socket, target: socket.socket) -> None:
+        with suppress(OSError):
+            while data := source.recv(65536):
+                target.sendall(data)
+        with suppress(OSError):
+            target.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture(scope="module")
+def remote(
+    engine_image: dict[str, Any], docker_client: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    relay = TcpRelay()
+    fleet = f"r{uuid.uuid4().hex[:8]}"
+    home = tmp_path_factory.mktemp("remote-home")
+    for database_url in _server_database(PG_ADMIN_URL, "postgresql"):
+        url = (
+            make_url(database_url)
+            .set(password=f"pw-{uuid.uuid4().hex}")
+            .render_as_string(hide_password=False)
+        )
+        env = {
+            **os.environ,
+            "DOCKER_HOST": f"tcp://127.0.0.1:{relay.port}",
+            "POSTROOM_DATABASE_URL": url,
+            "POSTROOM_VAULT_KEY": generate_vault_key(),
+            "POSTROOM_SENDENGINE_FLEET": fleet,
+            "XDG_DATA_HOME": str(home / "data"),
+            "XDG_CONFIG_HOME": str(home / "config"),
+        }
+        db = Database(url)
+        try:
+            yield {"env": env, "fleet": fleet, "db": db, "url": url, "relay": relay, "home": home}
+        finally:
+            for container in docker_client.containers.list(
+                all=True, filters={"label": [f"app.postroom.fleet={fleet}"]}
+            ):
+                container.remove(force=True)
+            db.dispose()
+            relay.close()
+
+
+def test_engines_on_a_remote_docker_get_their_secrets_copied_in(
+    remote: dict[str, Any], docker_client: Any
+) -> None:
+    env, db = remote["env"], remote["db"]
+    done = postroom("sendengine", "start", "--scale", "1", timeout=240, env=env)
+    assert done.returncode == 0, done.stderr
+    assert remote["relay"].connections > 0, "the client did not go through the TCP address"
+    [container] = docker_client.containers.list(
+        all=True, filters={"label": [f"app.postroom.fleet={remote['fleet']}"]}
+    )
+
+    # The engine read both secrets: it reached the database (its heartbeat) as itself.
+    deadline = time.monotonic() + HEARTBEAT_WAIT_S
+    while fresh_consumers(db) < 1:
+        assert time.monotonic() < deadline, container.logs(tail=40).decode(errors="replace")
+        time.sleep(1)
+
+    # No secret file of this machine is mounted; the copies belong to the engine's user.
+    container.reload()
+    assert not [m for m in container.attrs["Mounts"] if "secrets" in m["Destination"]]
+    code, output = container.exec_run(
+        ["stat", "-c", "%u %a", "/run/secrets/postroom_database_url"], user="postroom"
+    )
+    assert (code, output.decode().split()) == (0, ["10001", "400"])
+    inspected = json.dumps(docker_client.api.inspect_container(container.id))
+    password = make_url(remote["url"]).password
+    assert password and password not in inspected
+    assert env["POSTROOM_VAULT_KEY"] not in inspected
+    # Nothing was written for a bind mount on this machine either.
+    written = list(Path(remote["home"]).rglob("postroom_vault_key"))
+    assert written == []
+
+
+def test_a_sqlite_file_with_a_remote_docker_is_refused_in_one_sentence(
+    remote: dict[str, Any], tmp_path: Path, docker_client: Any
+) -> None:
+    env = {
+        **remote["env"],
+        "POSTROOM_DATABASE_URL": f"sqlite:///{tmp_path}/here.sqlite3",
+        "POSTROOM_SENDENGINE_FLEET": f"{remote['fleet']}s",
+    }
+    done = postroom("sendengine", "start", "--scale", "1", timeout=120, env=env)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert "remote" in done.stderr and "PostgreSQL or MariaDB" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    made = docker_client.containers.list(
+        all=True, filters={"label": [f"app.postroom.fleet={remote['fleet']}s"]}
+    )
+    assert made == []
