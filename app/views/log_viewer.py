@@ -206,7 +206,14 @@ class LogLineModel(QAbstractListModel):
         """The shown lines as the engines wrote them (JSON stays JSON), container first
         when the lines come from several engines: what Save writes."""
         for entry in self._shown:
-            yield f"{entry.container}  {entry.raw}" if self._show_container else entry.raw
+            yield self._as_written(entry)
+
+    def written_line(self, row: int) -> str:
+        """Row ``row`` as Save writes it (for copying)."""
+        return self._as_written(self._shown[row])
+
+    def _as_written(self, entry: LogEntry) -> str:
+        return f"{entry.container}  {entry.raw}" if self._show_container else entry.raw
 
     # -------------------------------------------------------------- filters and search
 
@@ -384,6 +391,7 @@ class LogViewer(QWidget):
 
         self.model = LogLineModel(kept_lines_setting(), self)
         self._build()
+        self.model.set_show_container(self.chosen_instance() is None)
 
         self._drain_timer = QTimer(self)
         self._drain_timer.setInterval(DRAIN_MS)
@@ -463,6 +471,7 @@ class LogViewer(QWidget):
         self.view.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerItem)
         self.view.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.view.setWordWrap(False)
+        QShortcut(QKeySequence(QKeySequence.StandardKey.Copy), self.view, self.copy_selected)
         self.view.verticalScrollBar().valueChanged.connect(self._scrolled)
         self.view.verticalScrollBar().rangeChanged.connect(lambda *_: self._update_jump())
 
@@ -675,6 +684,13 @@ class LogViewer(QWidget):
         index = self.model.index(row)
         self.view.setCurrentIndex(index)
         self.view.scrollTo(index, QAbstractItemView.ScrollHint.PositionAtCenter)
+
+    def copy_selected(self) -> None:
+        """The selected lines to the clipboard, as Save writes them."""
+        rows = sorted(index.row() for index in self.view.selectionModel().selectedIndexes())
+        lines = [self.model.written_line(row) for row in rows]
+        if lines:
+            QApplication.clipboard().setText("\n".join(lines) + "\n")
 
     # -------------------------------------------------------------- counts
 

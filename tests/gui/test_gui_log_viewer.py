@@ -265,6 +265,13 @@ def test_find_highlights_and_jumps_to_the_next_match(qtbot: QtBot, make_viewer: 
     viewer.next_button.click()
     assert viewer.view.currentIndex().row() == 3  # wraps
 
+    viewer.view.selectionModel().select(
+        model.index(23), viewer.view.selectionModel().SelectionFlag.ClearAndSelect
+    )
+    viewer.copy_selected()
+    copied = f"{engine.name}  {mixed_lines(400)[23]}\n"
+    assert QApplication.clipboard().text() == copied
+
     viewer.search_field.setText("no such text")
     viewer.next_button.click()
     assert viewer.status_label.text() == "No shown line contains “no such text”."
@@ -303,8 +310,8 @@ def test_scrolling_up_unsticks_and_jump_to_latest_sticks_again(
     engine.write([line(n) for n in range(1_500, 1_600)])
     qtbot.waitUntil(lambda: last_shown(viewer).endswith(" 1599"), timeout=WAIT_MS)
     qtbot.waitUntil(lambda: bar.value() == bar.maximum(), timeout=WAIT_MS)
-    bottom = viewer.view.indexAt(QPoint(4, viewer.view.viewport().height() - 4))
-    assert bottom.row() == viewer.model.rowCount() - 1 and viewer.is_stuck()
+    newest = viewer.view.visualRect(viewer.model.index(viewer.model.rowCount() - 1))
+    assert viewer.view.viewport().rect().contains(newest) and viewer.is_stuck()
 
     # scrolling back down to the bottom by hand sticks too
     bar.setValue(0)
