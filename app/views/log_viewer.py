@@ -544,6 +544,8 @@ class LogViewer(QWidget):
         self.follow_button.setChecked(False)  # _follow_toggled does the stopping
         self._readers.stop()
         self._drain_timer.stop()
+        self.pause_button.setChecked(False)
+        self._update_counts()
 
     # -------------------------------------------------------------- state
 
@@ -581,6 +583,7 @@ class LogViewer(QWidget):
         else:
             self._readers.stop()
             self._drain_timer.stop()
+            self.pause_button.setChecked(False)
         self._update_counts()
 
     def _engine_chosen(self, *_args: object) -> None:
@@ -591,6 +594,7 @@ class LogViewer(QWidget):
     def _start_follow(self) -> None:
         """(Re)start reading the chosen engine's log, from the last kept lines."""
         self._readers.stop()
+        self.pause_button.setChecked(False)
         self.model.clear()
         self.status_label.clear()
         self._stuck = True
@@ -704,6 +708,7 @@ class LogViewer(QWidget):
             text += f" · paused, {len(reader.waiting):,} new"
         self.count_label.setText(text)
         self.save_button.setEnabled(self.model.rowCount() > 0)
+        self.pause_button.setEnabled(reader is not None)
         self._update_jump()
 
     # -------------------------------------------------------------- save

@@ -129,10 +129,12 @@ def last_shown(viewer: LogViewer) -> str:
 
 
 @pytest.fixture(autouse=True)
-def default_limit(qapp: QApplication) -> Iterator[None]:
-    QSettings().remove(KEPT_LINES_KEY)
-    yield
-    QSettings().remove(KEPT_LINES_KEY)
+def settings_in_tmp(qapp: QApplication, tmp_path: Path) -> None:
+    """The viewer's QSettings go to this test's folder: Qt fixes its user settings path
+    once per process, before the isolated XDG folders exist, so it is set here."""
+    for settings_format in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
+        QSettings.setPath(settings_format, QSettings.Scope.UserScope, str(tmp_path / "qt"))
+    assert not QSettings().contains(KEPT_LINES_KEY)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -334,6 +336,10 @@ def test_pause_keeps_reading_but_holds_the_view(qtbot: QtBot, make_viewer: Any) 
     viewer.pause_button.click()
     assert viewer.model.kept_count() == 150
     assert viewer.pause_button.text() == "Pause"
+
+    viewer.pause_button.click()
+    viewer.stop()  # nothing left to pause
+    assert not viewer.pause_button.isChecked() and not viewer.pause_button.isEnabled()
 
 
 # ---------------------------------------------------------------- engines
