@@ -77,6 +77,8 @@ RAW_ROLE = Qt.ItemDataRole.UserRole + 2
 
 Index = QModelIndex | QPersistentModelIndex
 
+LEVEL_RANK = {level: rank for rank, level in enumerate(LEVELS)}
+
 
 def kept_lines_setting() -> int:
     """The saved limit, within bounds; the default when none (or nonsense) is saved."""
@@ -257,7 +259,8 @@ class LogLineModel(QAbstractListModel):
         return None
 
     def _passes(self, entry: LogEntry) -> bool:
-        if self._level is not None and entry.level != self._level:
+        # A level means that level and the more severe ones, as journalctl -p does.
+        if self._level is not None and LEVEL_RANK.get(entry.level, 1) < LEVEL_RANK[self._level]:
             return False
         return not self._text or self._text in self.line_text(entry).lower()
 
@@ -425,10 +428,11 @@ class LogViewer(QWidget):
 
         self.level_box = QComboBox()
         self.level_box.setAccessibleName("Level")
-        self.level_box.setToolTip("Show only the lines of one level")
+        self.level_box.setToolTip("Show only the lines of this level and the more severe ones")
         self.level_box.addItem("All levels", None)
-        for level in LEVELS:
-            self.level_box.addItem(level.title(), level)
+        for level in LEVELS[1:-1]:
+            self.level_box.addItem(f"{level.title()} and above", level)
+        self.level_box.addItem("Error", LEVELS[-1])
         self.level_box.currentIndexChanged.connect(self._apply_filter)
         self.filter_field = QLineEdit()
         self.filter_field.setPlaceholderText("Filter lines…")

@@ -244,8 +244,14 @@ def test_filter_by_level_and_text(qtbot: QtBot, make_viewer: Any) -> None:
     qtbot.waitUntil(lambda: viewer.model.kept_count() == 440, timeout=WAIT_MS)
     assert viewer.model.rowCount() == 22
 
-    viewer.level_box.setCurrentIndex(0)
+    # a level shows the more severe ones too
     viewer.filter_field.clear()
+    viewer.level_box.setCurrentIndex(viewer.level_box.findData("warning"))
+    qtbot.waitUntil(lambda: viewer.model.rowCount() == 220, timeout=WAIT_MS)
+    levels = {viewer.model.data(viewer.model.index(r), LEVEL_ROLE) for r in range(220)}
+    assert levels == {"warning", "error"}
+
+    viewer.level_box.setCurrentIndex(0)
     qtbot.waitUntil(lambda: viewer.model.rowCount() == 440, timeout=WAIT_MS)
 
 
