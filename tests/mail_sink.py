@@ -122,6 +122,19 @@ class RecordingSink:
     def close(self) -> None:
         os.close(self._fd)
 
+    async def handle_EHLO(
+        self,
+        server: SmtpProtocol,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        # PIPELINING, as Postfix and most MTAs offer it: the engine then sends MAIL, RCPT
+        # and DATA at once, which aiosmtpd reads in order like any other input.
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
     async def handle_RCPT(
         self,
         server: SmtpProtocol,

@@ -3,8 +3,9 @@
 One ``ServerPool`` per delivery server for the engine's whole life: a semaphore of the
 server's Max Connections bounds what every worker together opens, and an idle list keeps
 finished sessions for the next message (a new TLS session and AUTH per message would cost
-more than the message). Each message is one MAIL / RCPT / DATA transaction on a session;
-a refused transaction is reset with RSET and the session is kept, a broken one is dropped.
+more than the message). Each message is one MAIL / RCPT / DATA transaction on a session
+(``app.engine.smtp_session``: pipelined where the server offers it); a refused transaction
+is reset with RSET and the session is kept, a broken one is dropped.
 
 Outcomes, as the queue records them:
 
@@ -17,44 +18,38 @@ Outcomes, as the queue records them:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 import time
 from dataclasses import dataclass, field
-from enum import StrEnum
 
-from aiosmtplib import SMTP, SMTPStatus
+from aiosmtplib import SMTP
 from aiosmtplib.errors import (
     SMTPAuthenticationError,
     SMTPException,
     SMTPHeloError,
-    SMTPRecipientRefused,
-    SMTPResponseException,
-    SMTPSenderRefused,
     SMTPServerDisconnected,
 )
 
+from app.engine.smtp_session import (
+    LockstepSession,
+    PipelinedSession,
+    SendResult,
+    Session,
+    Verdict,
+    _StaleSession,
+    reply_text,
+)
 from app.models.base import Encryption
 from app.services.smtp_link import default_local_hostname, unverified_context, verifying_context
+
+__all__ = ["SendResult", "ServerPool", "ServerSettings", "Verdict"]
 
 log = logging.getLogger(__name__)
 
 # A server closes a session that sits idle (Postfix after 300 s); one kept longer than this
 # is closed by us rather than found dead at the next MAIL.
 IDLE_SECONDS = 30.0
-
-
-class Verdict(StrEnum):
-    SENT = "sent"
-    TEMPORARY = "temporary"
-    PERMANENT = "permanent"
-
-
-@dataclass(frozen=True)
-class SendResult:
-    verdict: Verdict
-    reply: str
 
 
 @dataclass(frozen=True)
@@ -72,10 +67,8 @@ class ServerSettings:
     password: str | None = field(default=None, repr=False)
     verify_certificate: bool = True
     cafile: str | None = None
-
-
-def _reply(code: int, message: str) -> str:
-    return f"{code} {' '.join(message.split())}"
+    # Off: every transaction command by command, even where the server offers PIPELINING.
+    pipelining: bool = True
 
 
 def _network_reply(exc: BaseException, settings: ServerSettings) -> str:
@@ -89,22 +82,13 @@ def _network_reply(exc: BaseException, settings: ServerSettings) -> str:
     return f"{type(exc).__name__} with {where}: {exc}"
 
 
-class _StaleSession(SMTPServerDisconnected):
-    """The session was gone before MAIL: nothing of the message reached the server.
-
-    Only then is an immediate second try on a fresh session safe. A connection lost
-    later (at RCPT, or after the message data was sent, when the server may already
-    have taken it) is an ordinary temporary failure: deferred with backoff.
-    """
-
-
 class ServerPool:
     """Sessions to one delivery server, shared by every worker of the engine."""
 
     def __init__(self, settings: ServerSettings, local_hostname: str | None = None) -> None:
         self.settings = settings
         self._slots = asyncio.Semaphore(max(1, settings.max_connections))
-        self._idle: list[tuple[SMTP, float]] = []
+        self._idle: list[tuple[Session, float]] = []
         self._open = 0
         self._local_hostname = local_hostname or default_local_hostname()
         self._tls_context: ssl.SSLContext | None = None
@@ -122,7 +106,7 @@ class ServerPool:
             )
         return self._tls_context
 
-    async def _connect(self) -> SMTP:
+    async def _connect(self) -> Session:
         settings = self.settings
         smtp = SMTP(
             hostname=settings.host,
@@ -144,22 +128,24 @@ class ServerPool:
             if settings.username and settings.password is not None:
                 await smtp.login(settings.username, settings.password)
         except BaseException:
-            await self._discard(smtp)
-            raise
-        return smtp
-
-    async def _discard(self, smtp: SMTP) -> None:
-        self._open -= 1
-        smtp.close()
-
-    def _take_idle(self) -> SMTP | None:
-        now = time.monotonic()
-        while self._idle:
-            smtp, since = self._idle.pop()
-            if smtp.is_connected and now - since < IDLE_SECONDS:
-                return smtp
             self._open -= 1
             smtp.close()
+            raise
+        if settings.pipelining and smtp.supports_extension("pipelining"):
+            return PipelinedSession.take_over(smtp, settings.timeout)
+        return LockstepSession(smtp)
+
+    def _discard(self, session: Session) -> None:
+        self._open -= 1
+        session.close()
+
+    def _take_idle(self) -> Session | None:
+        now = time.monotonic()
+        while self._idle:
+            session, since = self._idle.pop()
+            if session.is_connected and now - since < IDLE_SECONDS:
+                return session
+            self._discard(session)
         return None
 
     async def send(
@@ -181,70 +167,36 @@ class ServerPool:
             return await self._attempt(self._take_idle(), envelope_from, recipient, data)
 
     async def _attempt(
-        self, idle: SMTP | None, envelope_from: str, recipient: str, data: bytes
+        self, idle: Session | None, envelope_from: str, recipient: str, data: bytes
     ) -> SendResult:
         """One delivery on ``idle`` (a kept session) or, when None, on a new session."""
-        smtp = idle
+        session = idle
         try:
-            if smtp is None:
-                smtp = await self._connect()
-            result, keep = await self._transaction(smtp, envelope_from, recipient, data)
+            if session is None:
+                session = await self._connect()
+            result, keep = await session.transaction(envelope_from, recipient, data)
         except SMTPAuthenticationError as exc:
             return SendResult(
                 Verdict.TEMPORARY,
-                f"{self.settings.name} refused the login: {_reply(exc.code, exc.message)}",
+                f"{self.settings.name} refused the login: {reply_text(exc.code, exc.message)}",
             )
         except (SMTPException, OSError, TimeoutError, ValueError) as exc:
-            if smtp is not None:
-                await self._discard(smtp)
+            if session is not None:
+                self._discard(session)
             if idle is not None and isinstance(exc, _StaleSession):
                 # The server closed the idle session; nothing was sent on it: once more
                 # on a fresh one before calling it a failure.
                 return await self._attempt(None, envelope_from, recipient, data)
             return SendResult(Verdict.TEMPORARY, _network_reply(exc, self.settings))
         if keep:
-            self._idle.append((smtp, time.monotonic()))
+            self._idle.append((session, time.monotonic()))
         else:
-            await self._discard(smtp)
+            self._discard(session)
         return result
-
-    async def _transaction(
-        self, smtp: SMTP, envelope_from: str, recipient: str, data: bytes
-    ) -> tuple[SendResult, bool]:
-        """MAIL, RCPT, DATA; (result, whether the session can carry the next message)."""
-        try:
-            # MAIL and RCPT as plain commands: the addresses were checked when the message
-            # was built, and aiosmtplib's own mail()/rcpt() parse each one again, a cost
-            # a busy engine pays thousands of times a second.
-            try:
-                mail = await smtp.execute_command(
-                    b"MAIL", b"FROM:<" + envelope_from.encode() + b">"
-                )
-            except SMTPServerDisconnected as exc:
-                raise _StaleSession(str(exc)) from exc
-            if mail.code != SMTPStatus.completed:
-                raise SMTPSenderRefused(mail.code, mail.message, envelope_from)
-            rcpt = await smtp.execute_command(b"RCPT", b"TO:<" + recipient.encode() + b">")
-            if rcpt.code not in (SMTPStatus.completed, SMTPStatus.will_forward):
-                raise SMTPRecipientRefused(rcpt.code, rcpt.message, recipient)
-            response = await smtp.data(data)
-        except SMTPResponseException as exc:
-            if exc.code == -1 or isinstance(exc, SMTPServerDisconnected):
-                raise
-            keep = True
-            try:
-                await smtp.rset()
-            except (SMTPException, OSError, TimeoutError):
-                keep = False
-            verdict = Verdict.PERMANENT if 500 <= exc.code < 600 else Verdict.TEMPORARY
-            return SendResult(verdict, _reply(exc.code, exc.message)), keep
-        return SendResult(Verdict.SENT, _reply(response.code, response.message)), True
 
     async def close(self) -> None:
         """QUIT every idle session (politely, briefly); used at the engine's stop."""
         idle, self._idle = self._idle, []
-        for smtp, _since in idle:
-            with contextlib.suppress(SMTPException, OSError, TimeoutError):
-                await asyncio.wait_for(smtp.quit(), 2)
-            smtp.close()
+        for session, _since in idle:
+            await session.quit()
             self._open -= 1
