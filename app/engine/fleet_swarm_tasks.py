@@ -1,11 +1,12 @@
 """A Swarm service's tasks as ``status`` shows them: one per slot, on its node, with why a
 task is not running.
 
-Swarm keeps a few past tasks per slot. The one to show is the slot's current task (desired
-state ``running``); when it is not running yet (pending, preparing, or about to be retried)
-and has no error of its own, the newest error of that slot's past tasks (a rejected pull, a
-failed start) says why, which is what an administrator needs when a node cannot get the
-image.
+Swarm keeps a few past tasks per slot. The one to show is the slot's current task: the
+newest whose desired state is still on the way to ``running`` (a rejected task waiting for
+its restart delay wants ``ready``; tasks being replaced or removed want ``shutdown``). When
+it is not running (pending, preparing, rejected) and has no error of its own, the newest
+error of that slot's past tasks (a rejected pull, a failed start) says why, which is what an
+administrator needs when a node cannot get the image.
 """
 
 from __future__ import annotations
@@ -41,12 +42,18 @@ class SlotTask:
         return round((now - started).total_seconds(), 1) if started else None
 
 
+# Desired states of a task Swarm still means to run (the others end it).
+LIVE_DESIRED_STATES = frozenset(
+    {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"}
+)
+
+
 def _index(task: dict[str, Any]) -> int:
     return int((task.get("Version") or {}).get("Index") or 0)
 
 
 def current_tasks(tasks: list[dict[str, Any]]) -> list[SlotTask]:
-    """Each slot's current task, by slot number (slots without one are gone: scaled down)."""
+    """Each slot's current task, by slot number (a slot without one is gone: scaled down)."""
     by_slot: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for task in tasks:
         if isinstance(task.get("Slot"), int):
@@ -54,7 +61,7 @@ def current_tasks(tasks: list[dict[str, Any]]) -> list[SlotTask]:
     shown = []
     for slot, group in sorted(by_slot.items()):
         group.sort(key=_index, reverse=True)  # newest first
-        current = next((t for t in group if t.get("DesiredState") == "running"), None)
+        current = next((t for t in group if t.get("DesiredState") in LIVE_DESIRED_STATES), None)
         if current is None:
             continue
         status = current.get("Status") or {}

@@ -47,11 +47,14 @@ def test_each_slot_shows_its_current_task_and_the_newest_error_when_not_running(
         task(2, 30, "shutdown", "rejected", "No such image: r/x:1"),
         task(2, 31, "running", "pending"),  # the retry, waiting: no error of its own
         task(3, 40, "shutdown", "shutdown"),  # scaled down: not shown
+        task(4, 50, "shutdown", "rejected", "No such image: r/x:1"),
+        task(4, 51, "ready", "rejected", "No such image: r/x:1 (again)"),  # waits to retry
     ]
     shown = current_tasks(tasks)
     assert [(t.slot, t.task_id, t.state, t.error) for t in shown] == [
         (1, "t110", "running", None),
         (2, "t231", "pending", "No such image: r/x:1"),
+        (4, "t451", "rejected", "No such image: r/x:1 (again)"),
     ]
     assert first_error(shown) == "No such image: r/x:1"
     assert shown[0].name("postroom-sendengine") == "postroom-sendengine.1.t110"
