@@ -61,7 +61,9 @@ def swarm(docker_client: Any) -> Iterator[None]:
     try:
         yield
     finally:
-        if made_here:
+        # Left only when no service is on it: another run sharing this engine may have
+        # come to the swarm since (its fixture found it active and leaves it to this one).
+        if made_here and not docker_client.services.list():
             docker_cli("swarm", "leave", "--force")
 
 
@@ -117,10 +119,12 @@ def service(swarm: None, engine_image: dict[str, Any], docker_client: Any) -> It
         try:
             yield Swarm(env, name, tag, db)
         finally:
-            SwarmFleet(docker_client, FleetSettings(fleet=name)).remove()
-            docker_client.images.remove(tag)
-            forget_pushed(docker_client, tag)
-            db.dispose()
+            try:
+                SwarmFleet(docker_client, FleetSettings(fleet=name)).remove()
+            finally:  # (a swarm gone under the tests took the service with it)
+                docker_client.images.remove(tag)
+                forget_pushed(docker_client, tag)
+                db.dispose()
 
 
 def forget_pushed(docker_client: Any, tag: str) -> None:
