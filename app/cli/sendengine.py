@@ -107,6 +107,10 @@ def sendengine_build(
 
     if push and not registry:
         fail("--push needs the registry; give --registry HOST:PORT or set POSTROOM_REGISTRY.")
+    if push and registry:
+        from app.engine.registry import check_registry
+
+        check_registry(registry)  # before a build of minutes, not after it
     made = build_engine_image(base=base, tags=list(tags) or None, force=force, progress=progress)
     if not push or registry is None:
         show_result(state, made, "send-engine image")
@@ -124,8 +128,9 @@ def sendengine_build(
 
 def push_to_registry(image: str, registry: str) -> Any:
     from app.engine.docker_api import SLOW_CALL_TIMEOUT_S, connect
-    from app.engine.registry import push_image
+    from app.engine.registry import check_registry, push_image
 
+    registry = check_registry(registry)  # before any connection: bad input changes nothing
     client = connect(timeout=SLOW_CALL_TIMEOUT_S)
     try:
         return push_image(client, image, registry, progress)
@@ -138,7 +143,6 @@ def push_to_registry(image: str, registry: str) -> Any:
     "--registry",
     metavar="HOST:PORT",
     envvar="POSTROOM_REGISTRY",
-    required=True,
     help="Where every Swarm node can pull from, e.g. 127.0.0.1:5000 (or POSTROOM_REGISTRY).",
 )
 @click.option(
@@ -149,11 +153,13 @@ def push_to_registry(image: str, registry: str) -> Any:
 )
 @json_option
 @pass_state
-def sendengine_push(state: State, registry: str, image: str | None) -> None:
+def sendengine_push(state: State, registry: str | None, image: str | None) -> None:
     """Tag the send-engine image as REGISTRY/postroom/sendengine:VERSION and push it, so
     Swarm nodes can pull it (`--registry` on the other commands then names it)."""
     from app.engine.fleet import DEFAULT_IMAGE
 
+    if not registry:
+        fail("the registry is missing; give --registry HOST:PORT or set POSTROOM_REGISTRY.")
     pushed = push_to_registry(image or DEFAULT_IMAGE, registry)
     emit(
         state,
