@@ -330,6 +330,18 @@ class SwarmFleet(Fleet):
         engines.sort(key=lambda e: (e["node"] or "", e["instance"]))
         return {"mode": self.mode, "engines": engines}
 
+    def drifted(self) -> list[str]:
+        """Running engines made with other settings (Swarm keeps the stopped containers of
+        replaced tasks for a while; those are history, not drift)."""
+        expected = self.current_config()
+        if expected is None:
+            return []
+        return [
+            c.name
+            for c in self.containers()
+            if c.running and c.container.labels.get(CONFIG_LABEL) != expected
+        ]
+
     def _remote_status(
         self, task: SlotTask, campaigns: dict[str, dict[str, int]], now: datetime
     ) -> dict[str, Any]:
