@@ -85,14 +85,87 @@ def sendengine_base(
     help="Name the image (repeatable). Default: postroom/sendengine:VERSION and :latest.",
 )
 @click.option("--force", is_flag=True, help="Build again, without the layer cache.")
+@click.option("--push", is_flag=True, help="Then push the first tag to --registry.")
+@click.option(
+    "--registry",
+    metavar="HOST:PORT",
+    envvar="POSTROOM_REGISTRY",
+    help="The registry --push sends the image to (or POSTROOM_REGISTRY).",
+)
 @json_option
 @pass_state
-def sendengine_build(state: State, base: str, tags: tuple[str, ...], force: bool) -> None:
+def sendengine_build(
+    state: State,
+    base: str,
+    tags: tuple[str, ...],
+    force: bool,
+    push: bool,
+    registry: str | None,
+) -> None:
     """Build the send-engine image: a wheelhouse made here, then docker build through the API."""
     from app.engine.images import build_engine_image
 
+    if push and not registry:
+        fail("--push needs the registry; give --registry HOST:PORT or set POSTROOM_REGISTRY.")
+    if push and registry:
+        from app.engine.registry import check_registry
+
+        check_registry(registry)  # before a build of minutes, not after it
     made = build_engine_image(base=base, tags=list(tags) or None, force=force, progress=progress)
-    show_result(state, made, "send-engine image")
+    if not push or registry is None:
+        show_result(state, made, "send-engine image")
+        return
+    pushed = push_to_registry(made.tags[0], registry)
+    emit(
+        state,
+        {**made.as_dict(), "pushed": pushed.as_dict()},
+        lambda d: (
+            f"The send-engine image {d['tags'][0]} is built and pushed as "
+            f"{d['pushed']['reference']} ({d['pushed']['digest']})."
+        ),
+    )
+
+
+def push_to_registry(image: str, registry: str) -> Any:
+    from app.engine.docker_api import SLOW_CALL_TIMEOUT_S, connect
+    from app.engine.registry import check_registry, push_image
+
+    registry = check_registry(registry)  # before any connection: bad input changes nothing
+    client = connect(timeout=SLOW_CALL_TIMEOUT_S)
+    try:
+        return push_image(client, image, registry, progress)
+    finally:
+        client.close()
+
+
+@sendengine.command("push")
+@click.option(
+    "--registry",
+    metavar="HOST:PORT",
+    envvar="POSTROOM_REGISTRY",
+    help="Where every Swarm node can pull from, e.g. 127.0.0.1:5000 (or POSTROOM_REGISTRY).",
+)
+@click.option(
+    "--image",
+    metavar="IMAGE",
+    default=None,
+    help="The local image to push. Default: postroom/sendengine:VERSION.",
+)
+@json_option
+@pass_state
+def sendengine_push(state: State, registry: str | None, image: str | None) -> None:
+    """Tag the send-engine image as REGISTRY/postroom/sendengine:VERSION and push it, so
+    Swarm nodes can pull it (`--registry` on the other commands then names it)."""
+    from app.engine.fleet import DEFAULT_IMAGE
+
+    if not registry:
+        fail("the registry is missing; give --registry HOST:PORT or set POSTROOM_REGISTRY.")
+    pushed = push_to_registry(image or DEFAULT_IMAGE, registry)
+    emit(
+        state,
+        pushed.as_dict(),
+        lambda d: f"Pushed {d['image']} as {d['reference']} ({d['digest']}, {d['seconds']:.0f} s).",
+    )
 
 
 # ------------------------------------------------------------------ the engines themselves
@@ -112,11 +185,21 @@ def fleet_options(func: Any) -> Any:
         show_default=True,
         help="Which group of engines on this Docker host (found by their labels).",
     )(func)
-    return click.option(
+    func = click.option(
         "--swarm",
         is_flag=True,
         envvar="POSTROOM_SENDENGINE_SWARM",
         help="Manage a replicated Swarm service instead of containers on one host.",
+    )(func)
+    # Read by open_fleet from the context, so each command's signature stays as it was.
+    return click.option(
+        "--registry",
+        metavar="HOST:PORT",
+        envvar="POSTROOM_REGISTRY",
+        expose_value=False,
+        callback=lambda ctx, _param, value: ctx.meta.__setitem__("registry", value),
+        help="With --swarm: the registry the nodes pull the image from (`sendengine push` "
+        "put it there). Without it, only a one-node swarm has the image.",
     )(func)
 
 
@@ -156,8 +239,16 @@ def open_fleet(
     from app.engine.fleet_secrets import EngineSecrets
 
     client = connect(max_pool_size=POOL_SIZE)
+    registry = click.get_current_context().meta.get("registry")
+    if registry:
+        from app.engine.registry import check_registry
+
+        registry = check_registry(registry)
     settings = FleetSettings(
-        fleet=fleet_name, image=image or DEFAULT_IMAGE, concurrency=concurrency
+        fleet=fleet_name,
+        image=image or DEFAULT_IMAGE,
+        concurrency=concurrency,
+        registry=registry or None,
     )
     # Without `secrets` the URL alone: enough to tell whether containers drifted.
     engine_secrets = EngineSecrets(state.url(), "") if database else None
@@ -299,9 +390,18 @@ def human_status(data: dict[str, Any]) -> str:
                 or "-",
             }
         )
-    return table(
+    swarm = data.get("mode") == "swarm"
+    node_column = [("node", "NODE")] if swarm else []
+    if swarm:
+        # grouped by node (the engine sorts them so), a node's name once per group
+        previous = None
+        for row in rows:
+            node = row["node"] or "(no node yet)"
+            row["node"], previous = ("" if node == previous else node), node
+    shown = table(
         rows,
         [
+            *node_column,
             ("name", "NAME"),
             ("instance", "#"),
             ("state", "STATE"),
@@ -313,6 +413,14 @@ def human_status(data: dict[str, Any]) -> str:
             ("program_list", "PROGRAMS"),
         ],
     )
+    errors = [
+        f"Engine {e['instance']} ({e['state']}"
+        + (f" on {e['node']}" if e.get("node") else "")
+        + f"): {e['error']}"
+        for e in data["engines"]
+        if e.get("error")
+    ]
+    return "\n".join([shown, *errors])
 
 
 @sendengine.command("status")
@@ -516,5 +624,5 @@ def sendengine_exec(state: State, instance: int | None, fleet_name: str, swarm: 
 
 
 for _name, _command in list(sendengine.commands.items()):
-    if _name not in ("base", "build"):
+    if _name not in ("base", "build", "push"):
         main.add_command(_command, f"sendengine:{_name}")

@@ -1,7 +1,8 @@
 """The send engines as one thing to start, scale, watch and stop: the ``Fleet`` interface.
 
 Two implementations sit behind it: ``ContainerFleet`` (loose containers on one Docker host,
-``app.engine.fleet_containers``) and, later, a Swarm service. Everything that looks inside
+``app.engine.fleet_containers``) and ``SwarmFleet`` (a replicated Swarm service,
+``app.engine.fleet_swarm``). Everything that looks inside
 running engines (stats, supervisor programs, logs, exec, extra campaign workers) works on
 the engines' containers and is shared here; only starting, scaling and stopping differ.
 
@@ -79,6 +80,8 @@ class FleetSettings:
     fleet: str = DEFAULT_FLEET
     image: str = DEFAULT_IMAGE
     concurrency: int = 10
+    # HOST[:PORT] the Swarm nodes pull the image from (None: each node's own images)
+    registry: str | None = None
 
     def engine_id(self, instance: int) -> str:
         """The engine's name in leases and heartbeats (host networking shares the host
@@ -240,7 +243,11 @@ class Fleet(ABC):
     # ---------------------------------------------------------------- looking inside
 
     def status(self) -> dict[str, Any]:
-        containers = self.containers()
+        engines = self._engine_statuses(self.containers())
+        return {"mode": self.mode, "engines": [e.as_dict() for e in engines]}
+
+    def _engine_statuses(self, containers: list[EngineContainer]) -> list[EngineStatus]:
+        """What ``status`` says of each of ``containers`` (sampled at once)."""
         running = [c for c in containers if c.running]
         # Every container's stats sample (the daemon takes about a second for one) and its
         # `supervisorctl status` at once, with the heartbeat query beside them.
@@ -274,7 +281,7 @@ class Fleet(ABC):
                     and engine.container.labels.get(CONFIG_LABEL) != expected,
                 )
             )
-        return {"mode": self.mode, "engines": [e.as_dict() for e in engines]}
+        return engines
 
     def drifted(self) -> list[str]:
         """Names of containers made with other settings or another image than now."""

@@ -11,8 +11,16 @@ owned by the image's uid). A secret cannot change, so new values make new secret
 random suffix: a hash of the value would hint at it) and the old ones are removed once no
 service uses them.
 
-Left for later: status of tasks on other nodes (only this node's containers are looked
-into), and pushing the image to a registry for other nodes.
+The image: without a registry the service names the local tag, which only this node has
+(enough for a one-node swarm; a swarm of more nodes is refused with a sentence saying so).
+With one (``FleetSettings.registry``), the service names ``REGISTRY/REPOSITORY:TAG`` pinned
+to the digest the registry holds, so every node pulls the same build.
+
+``status`` lists the service's current task of every slot with its node, its state and, for
+one that does not run, its error. What only a container shows (health, CPU, memory,
+supervisor programs) is looked up for the tasks this node runs; other nodes' tasks carry
+their task state alone. ``logs``, ``exec``, ``supervisor`` and ``workers`` work on this
+node's engines.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import secrets as random_names
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from docker.errors import APIError
@@ -32,6 +41,7 @@ from docker.types import (
     TaskTemplate,
 )
 
+from app.engine import fleet_samples
 from app.engine.fleet import (
     CONFIG_LABEL,
     ENGINE_ROLE,
@@ -40,6 +50,7 @@ from app.engine.fleet import (
     ROLE_LABEL,
     SECRET_MOUNTS,
     STOP_TIMEOUT_S,
+    EngineStatus,
     Fleet,
     FleetError,
     FleetSettings,
@@ -49,6 +60,9 @@ from app.engine.fleet import (
 )
 from app.engine.fleet_containers import HEALTHCHECK
 from app.engine.fleet_secrets import EngineSecrets, is_docker_desktop, plan_database
+from app.engine.fleet_swarm_tasks import SlotTask, current_tasks, first_error
+from app.engine.registry import registry_digest, registry_reference
+from app.services.errors import PostroomError
 
 if TYPE_CHECKING:
     from app.models.database import Database
@@ -112,9 +126,51 @@ class SwarmFleet(Fleet):
         try:
             desktop = is_docker_desktop(self.client.info())
             shown = plan_database(self.secrets.database_url, desktop=desktop).shown
-            return self._config(self.image_id(), shown)
-        except FleetError:
+            return self._config(self.service_image()[1], shown)
+        except PostroomError:  # FleetError, RegistryError
             return None
+
+    def service_image(self) -> tuple[str, str]:
+        """The image reference the service names, and the id its config hash is made of.
+
+        With a registry: the registry's reference pinned to the digest it holds now (each
+        node pulls exactly that build). Without one: the local tag, which only this node
+        has, so a swarm of several nodes is refused.
+        """
+        registry = self.settings.registry
+        if registry:
+            reference = registry_reference(self.settings.image, registry)
+            digest = registry_digest(self.client, reference, registry)
+            return f"{reference}@{digest}", digest
+        nodes = self.active_nodes()
+        if nodes > 1:
+            raise FleetError(
+                f"this swarm has {nodes} nodes and the image {self.settings.image} is only "
+                "on this one; push it to a registry every node reaches (`postroom sendengine "
+                "push --registry HOST:PORT`) and give the same --registry (or "
+                "POSTROOM_REGISTRY) here."
+            )
+        # The tag, not the id: the node resolves it among its own images.
+        return self.settings.image, self.image_id()
+
+    def active_nodes(self) -> int:
+        """Nodes that take tasks (a drained one does not); 1 where the list is not ours
+        to read (a worker node, which cannot make services anyway)."""
+        try:
+            nodes = self.client.nodes.list()
+        except APIError:
+            return 1
+        return sum(1 for n in nodes if (n.attrs.get("Spec") or {}).get("Availability") == "active")
+
+    def node_names(self) -> dict[str, str]:
+        try:
+            nodes = self.client.nodes.list()
+        except APIError:
+            return {}
+        return {
+            str(n.id): str(((n.attrs.get("Description") or {}).get("Hostname")) or n.id)
+            for n in nodes
+        }
 
     def _make_secrets(self) -> list[SecretReference]:
         if self.secrets is None or not self.secrets.vault_key:
@@ -179,10 +235,8 @@ class SwarmFleet(Fleet):
                 "a SQLite file cannot be shared by engines on several nodes; use PostgreSQL "
                 "or MariaDB with --swarm."
             )
-        image_id = self.image_id()
+        image, image_id = self.service_image()
         config = self._config(image_id, database.shown)
-        # The tag, not the id: the nodes resolve it (from a registry, or their own images).
-        image = self.settings.image
         service = self.service()
         if service is None:
             self.progress(f"Creating the service {self.service_name} with {scale} engine(s)…")
@@ -249,6 +303,60 @@ class SwarmFleet(Fleet):
             time.sleep(0.5)
         self._remove_unused_secrets()
 
+    # ---------------------------------------------------------------- looking inside
+
+    def status(self) -> dict[str, Any]:
+        """Every slot's current task, on whichever node, with ``node`` and ``error``."""
+        service = self.service()
+        if service is None:
+            return {"mode": self.mode, "engines": []}
+        tasks = current_tasks(service.tasks())
+        nodes = self.node_names()
+        here = {c.container.id: c for c in self.containers()}
+        local = [here[t.container_id] for t in tasks if t.container_id in here]
+        inside = {s.instance: s for s in self._engine_statuses(local)}
+        remote = [t for t in tasks if t.container_id not in here]
+        campaigns = self._engine_campaigns() if remote else {}
+        now = datetime.now(UTC)
+        engines = []
+        for task in tasks:
+            status = inside.get(task.slot) if task.container_id in here else None
+            data = status.as_dict() if status else self._remote_status(task, campaigns, now)
+            # the task's own state: a container may still run while its task shuts down
+            data["state"] = task.state
+            data["node"] = nodes.get(task.node_id or "", task.node_id)
+            data["error"] = task.error
+            engines.append(data)
+        engines.sort(key=lambda e: (e["node"] or "", e["instance"]))
+        return {"mode": self.mode, "engines": engines}
+
+    def drifted(self) -> list[str]:
+        """Running engines made with other settings (Swarm keeps the stopped containers of
+        replaced tasks for a while; those are history, not drift)."""
+        expected = self.current_config()
+        if expected is None:
+            return []
+        return [
+            c.name
+            for c in self.containers()
+            if c.running and c.container.labels.get(CONFIG_LABEL) != expected
+        ]
+
+    def _remote_status(
+        self, task: SlotTask, campaigns: dict[str, dict[str, int]], now: datetime
+    ) -> dict[str, Any]:
+        """What the task list says of a task whose container is not on this node."""
+        return EngineStatus(
+            name=task.name(self.service_name),
+            instance=task.slot,
+            state=task.state,
+            health="unknown",
+            uptime_s=task.uptime_s(now),
+            cpu_percent=None,
+            memory_bytes=None,
+            campaigns=fleet_samples.campaigns_of(campaigns, self.settings.engine_id(task.slot)),
+        ).as_dict()
+
     # ---------------------------------------------------------------- steps
 
     def _set_replicas(self, service: Any, count: int) -> None:
@@ -281,9 +389,13 @@ class SwarmFleet(Fleet):
             if len(running) == count and len(tasks) == count and (count or not stopping):
                 return
             time.sleep(0.5)
+        service = self.service()
+        error = first_error(current_tasks(service.tasks())) if service else None
+        why = f"a task says: {error.rstrip('.')}" if error else "no task says why"
         raise FleetError(
             f"the service {self.service_name} did not reach {count} running engine(s) in "
-            f"{SCALE_WAIT_S} s; `docker service ps {self.service_name}` says why."
+            f"{SCALE_WAIT_S} s ({why}); `postroom sendengine status --swarm` shows each "
+            f"task and `docker service ps {self.service_name}` its history."
         )
 
     def _remove_unused_secrets(self) -> None:

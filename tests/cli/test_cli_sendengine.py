@@ -173,3 +173,38 @@ def test_building_outside_a_checkout_says_where_to_run_it(
     monkeypatch.setattr(images, "__file__", str(installed))
     with pytest.raises(images.ImageBuildError, match="is not one"):
         images.find_source_root()
+
+
+@pytest.mark.parametrize(
+    ("args", "sentence"),
+    [
+        (
+            ["sendengine", "push"],
+            "the registry is missing; give --registry HOST:PORT or set POSTROOM_REGISTRY.",
+        ),
+        (
+            ["sendengine", "build", "--push"],
+            "--push needs the registry; give --registry HOST:PORT or set POSTROOM_REGISTRY.",
+        ),
+        (
+            ["sendengine", "push", "--registry", "http://127.0.0.1:5000"],
+            "the registry 'http://127.0.0.1:5000' is not HOST[:PORT]; give it as Docker writes "
+            "it, without http:// and without a path, e.g. --registry 127.0.0.1:5000.",
+        ),
+    ],
+    ids=["push without a registry", "build --push without one", "a registry with http://"],
+)
+def test_a_missing_or_malformed_registry_is_one_sentence_before_docker_is_asked(
+    args: list[str], sentence: str
+) -> None:
+    """DOCKER_HOST names a closed port: reaching for the engine would be another sentence."""
+    env = {k: v for k, v in os.environ.items() if k != "POSTROOM_REGISTRY"}
+    done = subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**env, "DOCKER_HOST": f"tcp://127.0.0.1:{closed_port()}"},
+        timeout=120,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (1, "", f"postroom: {sentence}\n")
