@@ -54,6 +54,7 @@ class Step:
     explanation: str
     done: bool
     detail: str
+    count: int = 0  # how many of the step's things exist (0: the button creates the first)
 
 
 def _plural(count: int, word: str) -> str:
@@ -79,6 +80,7 @@ def dns_settings_step(session: Session) -> Step:
         "The SPF, DKIM, DMARC and CNAME values every sender domain's records are made from.",
         not unset,
         detail,
+        len(PLACEHOLDER_SETTINGS) - len(unset),
     )
 
 
@@ -96,6 +98,7 @@ def delivery_server_step(session: Session) -> Step:
         "The SMTP relay mail leaves through; its Test tab proves the connection and login.",
         passing > 0,
         detail,
+        len(statuses),
     )
 
 
@@ -123,6 +126,7 @@ def user_group_step(session: Session) -> Step:
         "group assigns.",
         bool(complete),
         detail,
+        len(groups),
     )
 
 
@@ -142,6 +146,7 @@ def user_step(session: Session) -> Step:
         "Campaigns are sent for a user, through the servers of the user's group.",
         count > 0,
         detail,
+        int(total or 0),
     )
 
 
@@ -163,6 +168,7 @@ def sender_domain_step(session: Session) -> Step:
         "A domain whose published records verify, so receivers trust mail from it.",
         enabled > 0,
         detail,
+        total,
     )
 
 
@@ -183,6 +189,7 @@ def send_engine_step(session: Session) -> Step:
         "Engines take queued messages and deliver them; nothing is sent while none runs.",
         bool(running),
         detail,
+        len(running),
     )
 
 
@@ -210,6 +217,7 @@ def test_campaign_step(session: Session) -> Step:
         "One message to your own address, watched until the server accepts it.",
         latest is not None,
         detail,
+        int(latest[1]) if latest is not None else 0,
     )
 
 
