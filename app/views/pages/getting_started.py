@@ -222,7 +222,7 @@ class GettingStartedPage(Page):
             row.button.setText(NEW_LABELS[step.id] if empty else action.label)
             if action.section is not None and not self.has_section(action.section):
                 row.button.setEnabled(False)
-                row.button.setToolTip(f"This console has no {action.section} page. ")
+                row.button.setToolTip(f"This console has no {action.section} page.")
                 if step.id == SEND_ENGINE:
                     row.button.setToolTip(ENGINE_FALLBACK)
                     if not step.done:
