@@ -178,6 +178,8 @@ class TroubleshootDialog(QDialog):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         self.table.setAlternatingRowColors(True)
+        # Wrapped sentences need air above and below to be read as separate rows.
+        self.table.setStyleSheet("QTableView#checksTable::item { padding: 4px 6px; }")
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
