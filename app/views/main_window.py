@@ -30,6 +30,8 @@ from PySide6.QtWidgets import (
 
 from app import __version__
 from app.models.database import Database, connection_error_sentence
+from app.services.errors import PostroomError
+from app.services.getting_started import setup_steps
 from app.services.profiles import KIND_SQLITE, profile_for_url, url_parts
 from app.views import theme
 from app.views.context import AppContext
@@ -38,9 +40,12 @@ from app.views.focus import mark_focus_in
 from app.views.import_export import DONE_MESSAGE_MS, ConfigTransfer
 from app.views.pages import PAGES
 from app.views.pages.base import Page, scaled_font
+from app.views.pages.getting_started import GettingStartedPage
+from app.views.troubleshoot_dialog import TroubleshootDialog, open_troubleshooter
 
 # resources/icons/<name>.svg for each section; a page may also name its own ``icon``.
 SECTION_ICONS = {
+    "Getting Started": "nav-start",
     "Delivery Servers": "nav-servers",
     "User Groups": "nav-groups",
     "Users": "nav-users",
@@ -50,6 +55,10 @@ SECTION_ICONS = {
     "DNS Settings": "nav-dns-settings",
     "Audit Log": "nav-audit",
 }
+# Where a database opens: the checklist while setup is unfinished, else the first page
+# people work in.
+START_SECTION = "Getting Started"
+FIRST_WORKING_SECTION = "Delivery Servers"
 
 
 def describe_database(display_url: str, profile: str | None = None) -> str:
@@ -93,6 +102,11 @@ class MainWindow(QMainWindow):
         self.resize(1180, 720)
 
         self.pages: list[Page] = [page_class(self.context) for page_class in PAGES]
+        for page in self.pages:
+            if isinstance(page, GettingStartedPage):
+                page.open_section = self.open_section
+                page.has_section = self.has_section
+        self.troubleshoot_dialog: TroubleshootDialog | None = None
         self.navigation = QListWidget()
         self.navigation.setObjectName("navigation")
         self.navigation.setAccessibleName("Sections")
@@ -179,6 +193,11 @@ class MainWindow(QMainWindow):
         quit_action.triggered.connect(self.close)
         file_menu.addAction(quit_action)
         self._build_section_menu()
+        help_menu = self.menuBar().addMenu("&Help")
+        self.troubleshoot_action = QAction("&Troubleshoot…", self)
+        self.troubleshoot_action.setObjectName("troubleshootAction")
+        self.troubleshoot_action.triggered.connect(self.show_troubleshooter)
+        help_menu.addAction(self.troubleshoot_action)
 
     def _build_section_menu(self) -> None:
         """Go > one entry per section, Ctrl+1 … Ctrl+7 in the navigation's order."""
@@ -273,6 +292,37 @@ class MainWindow(QMainWindow):
     def _go_to(self, title: str, _checked: bool = False) -> None:
         self.select_section(title)
 
+    def has_section(self, title: str) -> bool:
+        return any(page.title == title for page in self.pages)
+
+    def open_section(self, title: str) -> Page | None:
+        """Show the section called ``title``; None (and nothing changes) if there is none
+        or the current page keeps the user (unsaved changes)."""
+        if not self.has_section(title):
+            return None
+        self.select_section(title)
+        return self.current_page if self.current_page.title == title else None
+
+    def show_troubleshooter(self) -> TroubleshootDialog | None:
+        if self.context.database is None:
+            return None
+        self.troubleshoot_dialog = open_troubleshooter(self.context, self)
+        return self.troubleshoot_dialog
+
+    async def _choose_first_section(self) -> None:
+        """A database with setup unfinished opens on Getting Started, a finished one on
+        the first working page; unless the user chose a section while this was read."""
+        row = self.navigation.currentRow()
+        try:
+            steps = await self.context.read(setup_steps)
+        except PostroomError:
+            return  # the pages show the same error when they load
+        if self.navigation.currentRow() != row:
+            return
+        title = FIRST_WORKING_SECTION if all(step.done for step in steps) else START_SECTION
+        if self.has_section(title):
+            self.select_section(title)
+
     def _on_section_changed(self, row: int) -> None:
         if row < 0:
             return
@@ -344,6 +394,7 @@ class MainWindow(QMainWindow):
         self._show_database(database.display_url)
         self._update_actions()
         self._on_section_changed(self.navigation.currentRow())
+        await self._choose_first_section()
 
     def _request_switch(self) -> None:
         # A slot without parameters: wiring clicked(bool) straight to a Python signal's
@@ -403,6 +454,7 @@ class MainWindow(QMainWindow):
         connected = self.context.database is not None
         self.import_action.setEnabled(connected)
         self.export_action.setEnabled(connected)
+        self.troubleshoot_action.setEnabled(connected)
 
     def _show_database(self, display_url: str) -> None:
         self._display_url = display_url

@@ -54,6 +54,7 @@ def test_every_section_is_reachable_from_the_navigation(
     assert open_database(qtbot, window, sqlite_url) is not None
     titles = [page.title for page in PAGES]
     assert titles == [
+        "Getting Started",
         "Delivery Servers",
         "User Groups",
         "Users",

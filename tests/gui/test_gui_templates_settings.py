@@ -344,8 +344,11 @@ def test_environment_and_default_values_are_named(
     page = settings_page(qtbot, window)
     subdomain = page.field("campaign_subdomain")
     box = page.form.defaults["campaign_subdomain"]
+    assert isinstance(subdomain, QLineEdit)
+    # The load at opening read the settings before the variable was set; showing the
+    # page reads them again.
+    qtbot.waitUntil(lambda: subdomain.text() == "mail", timeout=WAIT_MS)
     assert box.isChecked() and not subdomain.isEnabled()
-    assert isinstance(subdomain, QLineEdit) and subdomain.text() == "mail"
     assert page.form.sources["campaign_subdomain"].text() == (
         "Not set here: the environment variable EMAILCAMPAIGN_DNS_SUBDOMAIN='mail' applies."
     )

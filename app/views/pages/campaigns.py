@@ -42,6 +42,7 @@ from app.views.new_campaign_dialog import NewCampaignDialog
 from app.views.pages.base import ListPage
 from app.views.send_test_dialog import SendTestDialog
 from app.views.table_model import ROW_ROLE, Column, Row
+from app.views.troubleshoot_dialog import TroubleshootDialog, open_troubleshooter
 
 REFRESH_MS = 2_000
 ALL = ""
@@ -114,6 +115,7 @@ class CampaignsPage(ListPage):
         self.cancel_button = QPushButton("Cancel Campaign")
         self.retry_button = QPushButton("Re&try Failed/Held")
         self.test_button = QPushButton("Send a &Test…")
+        self.troubleshoot_button = QPushButton("Trou&bleshoot…")
         for name, button in (
             ("newCampaignButton", self.new_button),
             ("detailsButton", self.edit_button),
@@ -123,6 +125,7 @@ class CampaignsPage(ListPage):
             ("cancelButton", self.cancel_button),
             ("retryButton", self.retry_button),
             ("testCampaignButton", self.test_button),
+            ("troubleshootButton", self.troubleshoot_button),
         ):
             button.setObjectName(name)
         self.start_button.setToolTip("Start sending the selected draft campaign.")
@@ -139,6 +142,10 @@ class CampaignsPage(ListPage):
         self.cancel_button.clicked.connect(lambda: self.run_action("cancel"))
         self.retry_button.clicked.connect(lambda: self.run_action("retry"))
         self.test_button.clicked.connect(self.open_test_dialog)
+        self.troubleshoot_button.setToolTip(
+            "Why mail is not going out: run the checks for the selected campaign's user."
+        )
+        self.troubleshoot_button.clicked.connect(self.open_troubleshooter)
         position = self.toolbar.indexOf(self.delete_button)
         for offset, button in enumerate(
             (
@@ -148,6 +155,7 @@ class CampaignsPage(ListPage):
                 self.cancel_button,
                 self.retry_button,
                 self.test_button,
+                self.troubleshoot_button,
             ),
             start=1,
         ):
@@ -187,6 +195,7 @@ class CampaignsPage(ListPage):
         self.new_dialog: NewCampaignDialog | None = None
         self.detail_dialog: CampaignDetailDialog | None = None
         self.test_dialog: SendTestDialog | None = None
+        self.troubleshoot_dialog: TroubleshootDialog | None = None
         self._update_buttons()
 
     # -------------------------------------------------------------- loading
@@ -310,6 +319,15 @@ class CampaignsPage(ListPage):
         self.test_dialog = dialog
         dialog.open()
         return dialog
+
+    def open_troubleshooter(self) -> TroubleshootDialog | None:
+        if self.context.database is None:
+            return None
+        row = self.selected_row()
+        self.troubleshoot_dialog = open_troubleshooter(
+            self.context, self, username=str(row["user"]) if row else None
+        )
+        return self.troubleshoot_dialog
 
     def _ask_cancel(self, name: str) -> bool:
         answer = QMessageBox.question(
