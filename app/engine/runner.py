@@ -328,19 +328,19 @@ class SendEngine:
             with log_context(campaign=name):
                 log.warning("%s", paused["reason"])
 
-    def _failing_campaigns(self) -> list[str]:
-        """Campaigns with new failures since the last look (the auto-pause checks them)."""
+    def _failing_campaigns(self) -> tuple[list[str], dict[int, int]]:
+        """Campaigns with new failures since the last look (the auto-pause checks them),
+        and the failure counts to remember once that look has been taken."""
         if self.options.pause_failure_percent <= 0:
-            return []
-        names = []
+            return [], {}
+        names, seen = [], {}
         for campaign_id, totals in self._campaign_totals.items():
             failed = totals["failed"]
-            if failed > self._failures_seen.get(campaign_id, 0):
-                self._failures_seen[campaign_id] = failed
-                cached = self._plans.get(campaign_id)
-                if cached is not None:
-                    names.append(cached[1].name)
-        return names
+            cached = self._plans.get(campaign_id)
+            if failed > self._failures_seen.get(campaign_id, 0) and cached is not None:
+                seen[campaign_id] = failed
+                names.append(cached[1].name)
+        return names, seen
 
     def _campaign_beats(self) -> dict[int, heartbeats.CampaignBeat]:
         """Per campaign: totals and the most workers busy on it since the last beat.
@@ -494,12 +494,11 @@ class SendEngine:
                 if idle_checks >= 2:
                     self.request_stop("nothing left to send now")
                     return
+                failing, seen = self._failing_campaigns()
                 await self._db_retrying(
-                    "maintenance",
-                    self._sync_maintain,
-                    self._campaign_beats(),
-                    self._failing_campaigns(),
+                    "maintenance", self._sync_maintain, self._campaign_beats(), failing
                 )
+                self._failures_seen.update(seen)
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), options.poll_seconds)
@@ -681,14 +680,15 @@ class SendEngine:
         last = EngineTotals()
         while True:
             await asyncio.sleep(self.options.beat_seconds)
+            failing, seen = self._failing_campaigns()
             try:
-                await self._db(
-                    self._sync_maintain, self._campaign_beats(), self._failing_campaigns()
-                )
+                await self._db(self._sync_maintain, self._campaign_beats(), failing)
             except SQLAlchemyError as exc:
                 await self._db(self._queue.close)
                 log.warning("maintenance pass failed (%s); next beat tries again", _first_line(exc))
                 continue
+            # Only a pass that ran has looked: a failed one leaves them for the next.
+            self._failures_seen.update(seen)
             now = self.totals
             if now != last:
                 log.info(

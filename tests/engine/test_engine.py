@@ -562,7 +562,9 @@ async def test_retry_queues_failed_items_again_and_reopens_the_campaign(db: Data
 
 async def test_a_campaign_whose_failures_spike_is_paused_with_the_reason(db: Database) -> None:
     handler = ScriptedHandler()
-    handler.delay = 0.03  # the accepted ones are slow: the campaign outlasts a heartbeat
+    # the accepted ones are slow: the campaign outlasts several heartbeats, even on a busy
+    # machine (its 240 accepted messages take 6 s on two connections)
+    handler.delay = 0.05
     recipients = [f"r{n}@example.org" for n in range(300)]
     for address in recipients[:60]:
         handler.rcpt_replies[address] = "550 5.1.1 No such user"
