@@ -77,7 +77,7 @@ def progress_text(row: dict[str, Any]) -> str:
     finished = int(row.get("sent", 0)) + int(row.get("failed", 0))
     if not total:
         return "—"
-    return f"{finished * 100 // total}% ({finished:,} of {total:,} finished)"
+    return f"{finished * 100 // total}% ({finished:,} of {total:,})"
 
 
 def counts_text(row: dict[str, Any]) -> str:

@@ -72,7 +72,16 @@ COLUMNS = (
         colour=campaign_colour,
         tooltip=lambda row: row.get("paused_reason"),
     ),
-    Column("progress", "Progress", text=progress_text, sort_value=_finished_share),
+    Column(
+        "progress",
+        "Finished",
+        text=progress_text,
+        sort_value=_finished_share,
+        tooltip=lambda row: (
+            "Sent or failed, of all recipients; what is queued, in flight, "
+            "deferred or held still waits."
+        ),
+    ),
     *(_count_column(status) for status in ITEM_STATUSES),
     Column("user", "User"),
     Column("channel", "Channel", text=lambda row: str(row["channel"]).title()),
