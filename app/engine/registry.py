@@ -44,7 +44,8 @@ class PushResult:
 def check_registry(registry: str) -> str:
     """``registry`` as Docker writes it, or one sentence saying how to write it."""
     value = registry.strip().rstrip("/")
-    if not ADDRESS.fullmatch(value):
+    port = value.rpartition(":")[2] if ":" in value else "1"
+    if not ADDRESS.fullmatch(value) or not 1 <= int(port or 0) <= 65535:
         raise RegistryError(
             f"the registry {registry!r} is not HOST[:PORT]; give it as Docker writes it, "
             "without http:// and without a path, e.g. --registry 127.0.0.1:5000."

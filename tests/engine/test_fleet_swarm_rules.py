@@ -15,6 +15,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from app.cli.sendengine import human_status
 from app.engine.fleet import FleetError, FleetSettings
@@ -128,3 +130,27 @@ def test_status_text_groups_engines_by_node_and_says_why_one_does_not_run() -> N
     assert lines[4] == "Engine 2 (rejected on beta): No such image: r/x:1"
     containers = human_status({"mode": "containers", "engines": [engine(1, None, "running", None)]})
     assert containers.splitlines()[0].startswith("NAME ")
+
+
+@given(st.text(max_size=80))
+@example("127.0.0.1:99999")
+@example("registry:0")
+def test_any_text_is_a_registry_or_one_sentence(value: str) -> None:
+    """Property: whatever is typed, the answer is a usable HOST[:PORT] or one sentence."""
+    try:
+        checked = check_registry(value)
+    except RegistryError as exc:
+        assert "\n" not in str(exc) and str(exc).endswith(".")
+        return
+    host, _, port = checked.partition(":")
+    assert host and all(c.isalnum() or c in ".-" for c in host)
+    assert not port or (port.isdigit() and 1 <= int(port) <= 65535)
+    assert registry_reference("postroom/sendengine:1", checked).startswith(f"{checked}/")
+
+
+@given(
+    st.from_regex(r"[a-z0-9]{1,10}(\.[a-z0-9]{1,10}){0,3}", fullmatch=True),
+    st.integers(min_value=1, max_value=65535),
+)
+def test_every_host_and_port_is_taken(host: str, port: int) -> None:
+    assert check_registry(f" {host}:{port}/ ") == f"{host}:{port}"
