@@ -25,16 +25,18 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from docker.errors import APIError, NotFound
 
 from app.engine import fleet_samples
 from app.engine.fleet import EngineContainer, Fleet, parallel
+from app.services.errors import PostroomError
 
 if TYPE_CHECKING:
     from app.models.database import Database
 
+T = TypeVar("T")
 SAMPLE_INTERVAL_S = 2.0
 HISTORY_S = 600.0  # what the charts can show: the last ten minutes
 HISTORY_LENGTH = int(HISTORY_S / SAMPLE_INTERVAL_S)
@@ -208,7 +210,7 @@ class FleetMonitor:
         self._programs = {key: p for key, p in self._programs.items() if key in ids}
 
         campaigns = self._campaigns(totals, heartbeats)
-        rates = self._rates(totals, seconds if previous else 0.0)
+        rates = delivery_rates(self._totals, totals, seconds if previous else 0.0)
         self._totals = {int(row["id"]): row for row in totals}
         snapshot = FleetSnapshot(
             taken_at=datetime.now(UTC),
@@ -323,29 +325,27 @@ class FleetMonitor:
         with database.session() as session:
             return paused_reasons(session, names)
 
-    def _rates(
-        self, totals: list[dict[str, Any]], seconds: float
-    ) -> tuple[float | None, float | None, float | None]:
-        """Sent, deferred and failed per second over the campaigns in both samples."""
-        if seconds <= 0:
-            return None, None, None
-        sent = deferred = failed = 0
-        for row in totals:
-            before = self._totals.get(int(row["id"]))
-            if before is None:
-                continue
-            # A retry puts finished items back: a count that fell counts as none.
-            sent += max(0, int(row["sent"]) - int(before["sent"]))
-            failed += max(0, int(row["failed"]) - int(before["failed"]))
-            deferred += max(0, _deferrals(row) - _deferrals(before))
-        return (
-            round(sent / seconds, 2),
-            round(deferred / seconds, 2),
-            round(failed / seconds, 2),
-        )
-
 
 COUNT_KEYS = ("queued", "in_flight", "deferred", "held", "sent", "failed")
+
+
+def delivery_rates(
+    before: dict[int, dict[str, Any]], totals: list[dict[str, Any]], seconds: float
+) -> tuple[float | None, float | None, float | None]:
+    """Sent, deferred and failed per second between two ``campaign_totals`` readings
+    (``before`` by campaign id), over the campaigns in both."""
+    if seconds <= 0:
+        return None, None, None
+    sent = deferred = failed = 0
+    for row in totals:
+        old = before.get(int(row["id"]))
+        if old is None:
+            continue
+        # A retry puts finished items back: a count that fell counts as none.
+        sent += max(0, int(row["sent"]) - int(old["sent"]))
+        failed += max(0, int(row["failed"]) - int(old["failed"]))
+        deferred += max(0, _deferrals(row) - _deferrals(old))
+    return round(sent / seconds, 2), round(deferred / seconds, 2), round(failed / seconds, 2)
 
 
 def _deferrals(row: dict[str, Any]) -> int:
@@ -447,3 +447,62 @@ def health_changes(previous: FleetSnapshot | None, current: FleetSnapshot) -> li
                 )
             )
     return changes
+
+
+# ---------------------------------------------------------------- for the console
+
+
+def open_monitor(database: Database | None) -> FleetMonitor:
+    """The fleet the environment names (``POSTROOM_SENDENGINE_FLEET`` / ``_SWARM``), as the
+    command line opens it, watched; raises the one sentence when Docker does not answer."""
+    from app.engine.fleet_open import (
+        fleet_name_from_environment,
+        open_fleet,
+        swarm_from_environment,
+    )
+    from app.engine.fleet_secrets import EngineSecrets
+
+    fleet = open_fleet(
+        fleet_name=fleet_name_from_environment(),
+        swarm=swarm_from_environment(),
+        database=database,
+        # the URL alone: enough to tell drift; the vault key is added to start engines
+        secrets=EngineSecrets(database.url, "") if database is not None else None,
+    )
+    return FleetMonitor(fleet)
+
+
+def one_sentence(exc: BaseException) -> PostroomError | None:
+    """The sentence for what Docker or the database raised in a fleet call (None: a bug,
+    for the crash report)."""
+    from docker.errors import DockerException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.engine.docker_api import DockerUnreachable, unreachable_sentence
+    from app.engine.fleet import FleetError
+
+    if isinstance(exc, PostroomError):
+        return exc
+    if isinstance(exc, APIError):
+        detail = " ".join(str(exc.explanation or exc).split())[:300].rstrip(".")
+        return FleetError(
+            f"the Docker engine refused: {detail}; check the engine's state and try again."
+        )
+    if isinstance(exc, DockerException | OSError):
+        return DockerUnreachable(unreachable_sentence(exc))
+    if isinstance(exc, SQLAlchemyError):
+        from app.models.database import connection_error_sentence
+
+        return PostroomError(f"the database did not answer: {connection_error_sentence(exc)}")
+    return None
+
+
+def checked(function: Callable[[], T]) -> T:
+    """``function()`` with Docker's and the database's errors turned into one sentence."""
+    try:
+        return function()
+    except Exception as exc:
+        sentence = one_sentence(exc)
+        if sentence is None or sentence is exc:
+            raise
+        raise sentence from None

@@ -46,6 +46,7 @@ SECTION_ICONS = {
     "Users": "nav-users",
     "Sender Domains": "nav-domains",
     "Campaigns": "nav-campaigns",
+    "Send Engines": "nav-engines",
     "DNS Templates": "nav-templates",
     "DNS Settings": "nav-dns-settings",
     "Audit Log": "nav-audit",
