@@ -61,27 +61,68 @@ class EngineCharts(QWidget):
         self.legend.setObjectName("engineLegend")
         self.legend.setTextFormat(Qt.TextFormat.RichText)
         self.legend.setWordWrap(True)
-        self.cpu = self._chart("CPU %")
-        self.memory = self._chart("Memory (MiB, less file cache)")
-        self.network = self._chart("Network in + out (KiB/s)")
-        self.queue = self._chart("Queue depth (messages waiting)")
-        self.delivery = self._chart("Delivery rate (per s)")
+        self._grid = grid
         grid.addWidget(self.legend, 0, 0, 1, 3)
-        for column, chart in enumerate((self.cpu, self.memory, self.network)):
-            grid.addWidget(chart.widget, 1, column)
-        grid.addWidget(self.queue.widget, 2, 0)
-        grid.addWidget(self.delivery.widget, 2, 1, 1, 2)
         grid.setRowStretch(1, 1)
         grid.setRowStretch(2, 1)
-        self._add_curve(self.queue, "waiting", 0)
-        self._add_curve(self.delivery, "sent", 0)
-        self._add_curve(self.delivery, "deferred", 1)
-        self._add_curve(self.delivery, "failed", 2)
-        self.apply_palette()
+        self._charts: list[Chart] = []
+
+    # The charts, in the order they are made: (title, row, column, column span).
+    PLAN = (
+        ("CPU %", 1, 0, 1),
+        ("Memory (MiB, less file cache)", 1, 1, 1),
+        ("Network in + out (KiB/s)", 1, 2, 1),
+        ("Queue depth (messages waiting)", 2, 0, 1),
+        ("Delivery rate (per s)", 2, 1, 2),
+    )
+
+    def build_next(self) -> bool:
+        """Make the next chart; False once all are made. A plot costs ~25 ms to make:
+        the page makes one per turn of the event loop, not all five in one."""
+        if len(self._charts) == len(self.PLAN):
+            return False
+        title, row, column, span = self.PLAN[len(self._charts)]
+        chart = self._chart(title)
+        self._grid.addWidget(chart.widget, row, column, 1, span)
+        self._charts.append(chart)
+        if len(self._charts) == len(self.PLAN):
+            self._add_curve(self.queue, "waiting", 0)
+            for number, key in enumerate(("sent", "deferred", "failed")):
+                self._add_curve(self.delivery, key, number)
+            self.apply_palette()
+        return True
+
+    def build_all(self) -> None:
+        while self.build_next():
+            pass
+
+    @property
+    def ready(self) -> bool:
+        return len(self._charts) == len(self.PLAN)
+
+    @property
+    def cpu(self) -> Chart:
+        return self._charts[0]
+
+    @property
+    def memory(self) -> Chart:
+        return self._charts[1]
+
+    @property
+    def network(self) -> Chart:
+        return self._charts[2]
+
+    @property
+    def queue(self) -> Chart:
+        return self._charts[3]
+
+    @property
+    def delivery(self) -> Chart:
+        return self._charts[4]
 
     @property
     def charts(self) -> tuple[Chart, ...]:
-        return (self.cpu, self.memory, self.network, self.queue, self.delivery)
+        return tuple(self._charts)
 
     # ---------------------------------------------------------------- making them (once)
 
@@ -153,6 +194,8 @@ class EngineCharts(QWidget):
 
     def apply_palette(self, palette: QPalette | None = None) -> None:
         """Background, axes and lines in the palette's colours (light or dark)."""
+        if not self.ready:
+            return
         palette = palette or self.palette()
         background = palette.color(QPalette.ColorRole.Base)
         text = palette.color(QPalette.ColorRole.Text)
@@ -184,7 +227,7 @@ class EngineCharts(QWidget):
     def update_from(self, history: Sequence[FleetSnapshot]) -> None:
         """Point every curve at the history's values (setData only; nothing is made but a
         curve for an engine seen for the first time)."""
-        if not history:
+        if not history or not self.ready:
             return
         latest = history[-1]
         # minutes before the latest sample

@@ -15,6 +15,7 @@ failure is one sentence; an image that is missing offers "Build Image".
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 import shlex
@@ -462,9 +463,15 @@ class EnginesPage(Page):
         if not shiboken6.isValid(self):
             return
         charts = module.EngineCharts(self.charts_holder)
+        charts.setVisible(False)
+        self.charts_layout.addWidget(charts)
+        while charts.build_next():
+            await asyncio.sleep(0)  # one chart per turn: the window stays responsive
+            if not shiboken6.isValid(self):
+                return
         self.charts_layout.removeWidget(self.charts_placeholder)
         self.charts_placeholder.deleteLater()
-        self.charts_layout.addWidget(charts)
+        charts.setVisible(True)
         self.charts = charts
         if self.monitor is not None and self.monitor.history:
             charts.update_from(self.monitor.history)
