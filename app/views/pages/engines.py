@@ -727,10 +727,10 @@ class EnginesPage(Page):
             failed = [r.name for r in results if r.exit_code != 0]
             if failed and action != "status":
                 raise PostroomError(
-                    f"supervisorctl {action} {target} failed in {_names(failed)}; its output "
+                    f"The supervisorctl {action} {target} failed in {_names(failed)}; its output "
                     "is beside the programs."
                 )
-            return f"supervisorctl {action} {target} done in {engine['name']}."
+            return f"Done: supervisorctl {action} {target} in {engine['name']}."
 
         self.run_operation(
             f"supervisorctl {action} {target}…",
@@ -762,8 +762,8 @@ class EnginesPage(Page):
                 output.append("\n".join(p for p in (head, result.output.rstrip()) if p))
             failed = [r.name for r in results if r.exit_code != 0]
             if failed:
-                return f"{argv[0]} failed in {_names(failed)}; its output is below."
-            return f"{argv[0]} ran in {len(results)} engine(s)."
+                return f"The command {argv[0]} failed in {_names(failed)}; its output is below."
+            return f"Ran {argv[0]} in {len(results)} engine(s)."
 
         self.run_operation(
             f"Running {argv[0]}…",
