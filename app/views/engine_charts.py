@@ -54,6 +54,7 @@ class EngineCharts(QWidget):
         super().__init__(parent)
         self.setObjectName("engineCharts")
         self._legend_names: tuple[str, ...] = ()
+        self._span = 0.0  # minutes the x axes show
         grid = QGridLayout(self)
         grid.setContentsMargins(0, 0, 0, 0)
         grid.setSpacing(6)
@@ -174,7 +175,7 @@ class EngineCharts(QWidget):
         self._legend_names = names
         order = list(self.cpu.curves)
         self.legend.setText(
-            "Last 10 minutes (x: minutes ago). Engines: "
+            "x: minutes ago (up to 10). Engines: "
             + "&nbsp;&nbsp;".join(
                 f'<span style="color:{self._colour(self.cpu, n, order.index(n))}">'
                 f"&#9644; {n}</span>"
@@ -234,6 +235,13 @@ class EngineCharts(QWidget):
         x = np.fromiter(
             ((s.monotonic - latest.monotonic) / 60 for s in history), float, len(history)
         )
+        # The axis covers what there is (at least a minute, at most the history's ten):
+        # a page opened a minute ago does not squeeze its lines into a sliver.
+        span = min(HISTORY_S / 60, max(1.0, -float(x[0])))
+        if span != self._span:
+            self._span = span
+            for chart in self.charts:
+                chart.widget.getPlotItem().setXRange(-span, 0, padding=0)
         names = sorted({e.name for s in history for e in s.engines})
         host_network = False
         for name in names:

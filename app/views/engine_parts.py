@@ -108,7 +108,7 @@ def progress_text(campaign: CampaignSample) -> str:
     total = campaign.recipients
     done = campaign.counts["sent"] + campaign.counts["failed"]
     share = 100 * done / total if total else 0.0
-    return f"{done:,} / {total:,} ({share:.0f}%)"
+    return f"{share:.0f}% of {total:,}"
 
 
 def campaign_row(campaign: CampaignSample) -> Row:
@@ -132,6 +132,9 @@ def campaign_row(campaign: CampaignSample) -> Row:
     }
 
 
+COUNTS = ("queued", "in_flight", "deferred", "held", "sent", "failed")
+
+
 def _count(key: str, title: str, colour: str | None = None) -> Column:
     return Column(
         key,
@@ -151,7 +154,15 @@ CAMPAIGN_COLUMNS = (
         colour=lambda row: theme.warning_colour() if row["status"] == "paused" else None,
         tooltip=lambda row: row.get("paused_reason"),
     ),
-    Column("progress", "Progress", sort_value=lambda row: row["share"]),
+    Column(
+        "progress",
+        "Progress",
+        sort_value=lambda row: row["share"],
+        tooltip=lambda row: (
+            f"{row['sent'] + row['failed']:,} of {sum(row[k] for k in COUNTS):,} "
+            "finished (sent or failed)"
+        ),
+    ),
     _count("sent", "Sent"),
     _count("deferred", "Deferred"),
     _count("failed", "Failed"),
