@@ -182,7 +182,7 @@ class MainWindow(QMainWindow):
         self._build_section_menu()
 
     def _build_section_menu(self) -> None:
-        """Go > one entry per section, Ctrl+1 … Ctrl+7 in the navigation's order."""
+        """Go > one entry per section, Ctrl+1 … Ctrl+9 in the navigation's order."""
         go_menu = self.menuBar().addMenu("&Go")
         self.section_actions: list[QAction] = []
         for number, page in enumerate(self.pages, start=1):

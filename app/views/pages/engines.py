@@ -16,7 +16,6 @@ failure is one sentence; an image that is missing offers "Build Image".
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import shlex
 from collections.abc import Callable
@@ -382,6 +381,9 @@ class EnginesPage(Page):
 
     def hideEvent(self, event: QHideEvent) -> None:
         self.timer.stop()
+        if not self.window().isVisible():
+            # The window closed: followed logs end (another section keeps them going).
+            self.log_viewer.stop()
         super().hideEvent(event)
 
     def refresh(self) -> None:
@@ -656,9 +658,7 @@ class EnginesPage(Page):
         async def go() -> None:
             secrets = await self._secrets()
             fleet = self._fleet()
-            fleet.secrets = secrets
-            if hasattr(fleet, "_plan"):
-                fleet._plan = None  # made again with the key
+            fleet.secrets = secrets  # a container plan made without the key is made again
             self.run_operation(what, lambda progress: work(self._with_progress(progress), progress))
 
         self.context.spawn(go(), on_error=lambda msg: self.show_status(_sentence(msg), error=True))
@@ -793,11 +793,6 @@ class EnginesPage(Page):
     def _open_log_stream(self, instance: int | None, lines: int) -> LogStream:
         """For the log viewer (called from its executor work)."""
         return checked(lambda: self._fleet().logs(follow=True, lines=lines, instance=instance))
-
-    def closeEvent(self, event: Any) -> None:
-        with contextlib.suppress(RuntimeError):
-            self.log_viewer.stop()
-        super().closeEvent(event)
 
 
 # ---------------------------------------------------------------- small helpers
