@@ -157,6 +157,7 @@ class FleetMonitor:
         self._raw: dict[str, _Raw] = {}  # container id -> last reading
         self._programs: dict[str, tuple[tuple[str, str], ...]] = {}  # container id -> programs
         self._totals: dict[int, dict[str, Any]] = {}  # campaign id -> last counts
+        self._totals_at = 0.0  # when they were read (monotonic)
         self._count = 0
         self._nodes: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -195,7 +196,7 @@ class FleetMonitor:
         results = parallel(lambda job: job(), jobs)
         stats = results[: len(running)]
         programs = results[len(running) : len(running) + len(fresh_programs)]
-        totals, heartbeats = results[-1]
+        totals, heartbeats, read_at = results[-1]
         for engine, found in zip(fresh_programs, programs, strict=True):
             self._programs[engine.container.id] = tuple((p["name"], p["state"]) for p in found)
 
@@ -210,8 +211,11 @@ class FleetMonitor:
         self._programs = {key: p for key, p in self._programs.items() if key in ids}
 
         campaigns = self._campaigns(totals, heartbeats)
-        rates = delivery_rates(self._totals, totals, seconds if previous else 0.0)
+        # Over the time between the two queue readings themselves: a sample's Docker calls
+        # may take a second on a busy host, and the readings happen while they run.
+        rates = delivery_rates(self._totals, totals, read_at - self._totals_at if previous else 0.0)
         self._totals = {int(row["id"]): row for row in totals}
+        self._totals_at = read_at
         snapshot = FleetSnapshot(
             taken_at=datetime.now(UTC),
             monotonic=now,
@@ -236,11 +240,16 @@ class FleetMonitor:
             return {}
         return found
 
-    def _database_reading(self) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
+    def _database_reading(
+        self,
+    ) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]], float]:
+        """The queue's counts, the engines' campaigns, and when the counts were read."""
         database = self.database
         if database is None:
-            return [], {}
-        return fleet_samples.campaign_totals(database), fleet_samples.engine_campaigns(database)
+            return [], {}, self._clock()
+        totals = fleet_samples.campaign_totals(database)
+        read_at = self._clock()
+        return totals, fleet_samples.engine_campaigns(database), read_at
 
     def _engine(
         self,

@@ -42,6 +42,8 @@ QUOTA_CPUS = 0.5
 # A loop that also holds 40 MB, so that memory is well above the interpreter's own.
 BUSY = "x = bytearray(40 * 1024 * 1024)\nwhile True:\n    pass\n"
 
+pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
+
 
 @pytest.fixture
 def busy_engine(engine_image: dict[str, Any], docker_client: Any) -> Iterator[tuple[str, Any]]:

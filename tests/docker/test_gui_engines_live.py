@@ -30,6 +30,8 @@ RECIPIENTS = 20_000
 HEALTHY_WAIT_MS = 150_000
 SENDING_WAIT_MS = 120_000
 
+pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
+
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
@@ -122,7 +124,7 @@ def test_engines_started_from_the_page_deliver_while_it_watches(
         assert {"name": "engine", "state": "RUNNING"} in page.programs_model.rows
         target = os.environ.get("POSTROOM_SCREENSHOT")
         if target:
-            qtbot.wait(300)
+            qtbot.wait(40_000)  # a picture with a little more history in its charts
             assert window.grab().save(target)
         page.timer.stop()
         qtbot.waitUntil(lambda: not window.has_pending_work(), timeout=WAIT_MS)

@@ -430,6 +430,9 @@ class EnginesPage(Page):
             self._sized = True
             for table in (self.engines_table, self.campaigns_table):
                 table.resizeColumnsToContents()
+                for column in range(table.model().columnCount()):
+                    # room for the numbers to grow (a progress of 9% becomes 47%)
+                    table.setColumnWidth(column, table.columnWidth(column) + 12)
                 header = table.horizontalHeader()
                 header.setStretchLastSection(False)
                 header.setStretchLastSection(True)
