@@ -191,16 +191,17 @@ class FleetMonitor:
         # Every container's stats and the database's answers at once: the daemon and the
         # database wait on I/O, not on this process.
         jobs: list[Callable[[], Any]] = [functools.partial(self._stats, c) for c in running]
-        jobs += [functools.partial(self.fleet._programs, c) for c in fresh_programs]
         jobs.append(self._database_reading)
         results = parallel(lambda job: job(), jobs)
-        stats = results[: len(running)]
-        programs = results[len(running) : len(running) + len(fresh_programs)]
+        stats = results[:-1]
         totals, heartbeats, read_at = results[-1]
+        now = self._clock()  # when the readings were taken (the programs come after)
+        # The programs after the stats, not beside them: the probe is a process in the
+        # container, and a reading taken while it runs counted its memory as the engine's.
+        programs = parallel(self.fleet._programs, fresh_programs)
         for engine, found in zip(fresh_programs, programs, strict=True):
             self._programs[engine.container.id] = tuple((p["name"], p["state"]) for p in found)
 
-        now = self._clock()
         seconds = now - previous.monotonic if previous else 0.0
         stats_of = {c.container.id: s for c, s in zip(running, stats, strict=True)}
         engines = tuple(
@@ -225,7 +226,7 @@ class FleetMonitor:
             sent_rate=rates[0],
             deferred_rate=rates[1],
             failed_rate=rates[2],
-            seconds=round(now - started, 3),
+            seconds=round(self._clock() - started, 3),
         )
         changes = health_changes(previous, snapshot)
         if changes:

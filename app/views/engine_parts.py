@@ -95,9 +95,9 @@ ENGINE_COLUMNS = (
     ),
     Column("state", "State", colour=_health_colour),
     Column("health", "Health", colour=_health_colour),
-    Column("uptime", "Uptime", sort_value=lambda row: row["uptime_s"] or 0.0, align_right=True),
     Column("cpu", "CPU", sort_value=lambda row: row["cpu_percent"] or 0.0, align_right=True),
     Column("memory", "Memory", sort_value=lambda row: row["memory_bytes"] or 0, align_right=True),
+    Column("uptime", "Uptime", sort_value=lambda row: row["uptime_s"] or 0.0, align_right=True),
     Column("net", "Network"),
     Column("node", "Node"),
 )

@@ -432,7 +432,7 @@ class EnginesPage(Page):
                 table.resizeColumnsToContents()
                 for column in range(table.model().columnCount()):
                     # room for the numbers to grow (a progress of 9% becomes 47%)
-                    table.setColumnWidth(column, table.columnWidth(column) + 12)
+                    table.setColumnWidth(column, table.columnWidth(column) + 8)
                 header = table.horizontalHeader()
                 header.setStretchLastSection(False)
                 header.setStretchLastSection(True)
