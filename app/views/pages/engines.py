@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import shlex
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
     from app.views.engine_charts import EngineCharts
 
 REFRESH_MS = 2_000
+STATUS_HOLD_S = 15.0  # a command's outcome stays this long before the summary returns
 NOTICE_MS = 60_000  # how long the health banner stays after the last change
 LOG_LINES = 500  # the log viewer's first look back
 ALL_ENGINES = 0
@@ -164,8 +166,12 @@ class EnginesPage(Page):
         self.timer.timeout.connect(self.refresh)
         self._set_busy(None)
         self._update_buttons()
+        self._hold_status_until = 0.0  # a command's outcome stays readable until then
+        context.database_changed.connect(self._database_changed)
 
-    # ---------------------------------------------------------------- building
+    def _database_changed(self) -> None:
+        # The campaigns and heartbeats come from the database: watch again with the new one.
+        self.monitor = None
 
     def _build_toolbar(self) -> None:
         self.start_count = QSpinBox()
@@ -442,7 +448,7 @@ class EnginesPage(Page):
             self.charts.update_from(self.monitor.history)
         if snapshot.changes:
             self._announce(snapshot)
-        if not self._operation:
+        if not self._operation and time.monotonic() >= self._hold_status_until:
             self.show_status(summary_text(snapshot))
         self._update_buttons()
 
@@ -614,6 +620,7 @@ class EnginesPage(Page):
         if not shiboken6.isValid(self):
             return
         self._operation = 0
+        self._hold_status_until = time.monotonic() + STATUS_HOLD_S
         self._set_busy(None)
         if missing:
             self.build_button.setVisible(True)
