@@ -126,5 +126,36 @@ def test_engines_started_from_the_page_deliver_while_it_watches(
         if target:
             qtbot.wait(40_000)  # a picture with a little more history in its charts
             assert window.grab().save(target)
+
+        # Supervisor: status of every program in the selected engine.
+        page.tabs.setCurrentIndex(1)
+        page.supervisor_buttons["status"].click()
+        qtbot.waitUntil(lambda: "RUNNING" in page.supervisor_output.toPlainText(), timeout=WAIT_MS)
+        assert page.status.text().startswith("Done: supervisorctl status all in ")
+        # Extra workers for the campaign on engine 2: a program of its own there.
+        page.tabs.setCurrentIndex(2)
+        page.workers_engine.setCurrentIndex(page.workers_engine.findData(2))
+        page.workers_count.setValue(2)
+        page.workers_button.click()
+        qtbot.waitUntil(
+            lambda: page.status.text() == "2 extra worker(s) for Spring run on engine 2.",
+            timeout=WAIT_MS,
+        )
+        page.engines_table.selectRow(1)
+        qtbot.waitUntil(
+            lambda: any(r["name"] == "campaign-1" for r in page.programs_model.rows),
+            timeout=WAIT_MS,
+        )
+
+        # Stop, then Cancel: the page stops waiting at once; Docker finishes on its own.
+        page.stop_button.click()
+        assert page.cancel_button.isVisible()
+        page.cancel_button.click()
+        assert not page.busy_bar.isVisible() and page.stop_button.isEnabled()
+        assert page.status.text().startswith("Stopped waiting for")
+        qtbot.waitUntil(
+            lambda: "finished after it was cancelled: Stopped:" in page.status.text(),
+            timeout=HEALTHY_WAIT_MS,
+        )
         page.timer.stop()
         qtbot.waitUntil(lambda: not window.has_pending_work(), timeout=WAIT_MS)

@@ -602,6 +602,7 @@ class EnginesPage(Page):
                 if shiboken6.isValid(self) and self._operation == number:
                     self._finish(str(exc), error=True, missing=isinstance(exc, ImageMissing))
                 elif shiboken6.isValid(self):
+                    self._hold_status_until = time.monotonic() + STATUS_HOLD_S
                     self.show_status(f"{what} (cancelled) failed afterwards: {exc}", error=True)
                 return
             if not shiboken6.isValid(self):
@@ -611,6 +612,7 @@ class EnginesPage(Page):
             if self._operation == number:
                 self._finish(done)
             else:
+                self._hold_status_until = time.monotonic() + STATUS_HOLD_S
                 self.show_status(f"{what} finished after it was cancelled: {done}")
             self.refresh()
 
@@ -632,6 +634,7 @@ class EnginesPage(Page):
             return
         what = self.busy_text.text()
         self._operation = 0
+        self._hold_status_until = time.monotonic() + STATUS_HOLD_S
         self._set_busy(None)
         self.show_status(
             f"Stopped waiting for “{what}”; Docker may still finish it, and the tables "
