@@ -233,47 +233,26 @@ def open_fleet(
     database: bool = True,
 ) -> Any:
     """The fleet the options name; the database URL and vault key read only to start."""
-    from app.engine.docker_api import connect
-    from app.engine.fleet import DEFAULT_IMAGE, POOL_SIZE, FleetSettings
-    from app.engine.fleet_containers import ContainerFleet
+    from app.engine.fleet_open import open_fleet as open_engine_fleet
     from app.engine.fleet_secrets import EngineSecrets
 
-    client = connect(max_pool_size=POOL_SIZE)
-    registry = click.get_current_context().meta.get("registry")
-    if registry:
-        from app.engine.registry import check_registry
+    def engine_secrets() -> EngineSecrets | None:
+        if secrets:
+            from app.services.vault import open_vault
 
-        registry = check_registry(registry)
-    settings = FleetSettings(
-        fleet=fleet_name,
-        image=image or DEFAULT_IMAGE,
+            with state.write() as session:
+                key = open_vault(session).key
+            return EngineSecrets(state.url(), key)
+        # Without `secrets` the URL alone: enough to tell whether containers drifted.
+        return EngineSecrets(state.url(), "") if database else None
+
+    return open_engine_fleet(
+        fleet_name=fleet_name,
+        swarm=swarm,
+        image=image,
         concurrency=concurrency,
-        registry=registry or None,
-    )
-    # Without `secrets` the URL alone: enough to tell whether containers drifted.
-    engine_secrets = EngineSecrets(state.url(), "") if database else None
-    if secrets:
-        from app.services.vault import open_vault
-
-        with state.write() as session:
-            key = open_vault(session).key
-        engine_secrets = EngineSecrets(state.url(), key)
-    if swarm:
-        from app.engine.fleet_swarm import SwarmFleet
-
-        fleet = SwarmFleet(
-            client,
-            settings,
-            database=state.db() if database else None,
-            secrets=engine_secrets,
-            progress=progress,
-        )
-        fleet.check_swarm()
-        return fleet
-    return ContainerFleet(
-        client,
-        settings,
-        database=state.db() if database else None,
+        registry=click.get_current_context().meta.get("registry"),
+        database=lambda: state.db() if database else None,
         secrets=engine_secrets,
         progress=progress,
     )

@@ -52,11 +52,20 @@ def connect(timeout: int = QUICK_CALL_TIMEOUT_S, max_pool_size: int | None = Non
     Raises DockerUnreachable with the sentence to show when it could not.
     """
     host = docker_host()
+    path = host.removeprefix("unix://")
+    if host.startswith("unix://") and not os.path.exists(path):
+        # Said before a client is made: docker-py leaves the socket of a failed Unix
+        # connect open, which a console that retries every 2 s would pile up.
+        missing = FileNotFoundError(errno.ENOENT, "no such socket", path)
+        raise DockerUnreachable(unreachable_sentence(missing))
+    client = None
     try:
         pool = {"max_pool_size": max_pool_size} if max_pool_size else {}
         client = docker.from_env(timeout=timeout, use_ssh_client=host.startswith("ssh://"), **pool)
         client.ping()
     except DockerException as exc:
+        if client is not None:
+            client.close()
         raise DockerUnreachable(unreachable_sentence(exc)) from None
     return client
 

@@ -69,6 +69,10 @@ class FleetError(PostroomError):
     """A fleet operation cannot be done; the message says why and what to do."""
 
 
+class ImageMissing(FleetError):
+    """The engine image is not on the Docker engine (the console offers to build it)."""
+
+
 def _nothing(_line: str) -> None:
     return None
 
@@ -185,7 +189,7 @@ class Fleet(ABC):
         try:
             return str(self.client.images.get(self.settings.image).id)
         except NotFound:  # ImageNotFound is one
-            raise FleetError(
+            raise ImageMissing(
                 f"the send-engine image {self.settings.image} is not on this Docker engine; "
                 "build it with `postroom sendengine build`."
             ) from None

@@ -31,6 +31,7 @@ ENTITY_NAMES: dict[str, tuple[str, str]] = {
     "configuration": ("Configuration", "Configuration imports"),
     "vault": ("Vault", "Vault resets"),
     "campaign": ("Campaign", "Campaigns"),
+    "send_engine": ("Send engine", "Send engines"),
 }
 ENTITIES = tuple(ENTITY_NAMES)
 MAX_LIMIT = 100_000

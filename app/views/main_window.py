@@ -51,6 +51,7 @@ SECTION_ICONS = {
     "Users": "nav-users",
     "Sender Domains": "nav-domains",
     "Campaigns": "nav-campaigns",
+    "Send Engines": "nav-engines",
     "DNS Templates": "nav-templates",
     "DNS Settings": "nav-dns-settings",
     "Audit Log": "nav-audit",
@@ -200,7 +201,7 @@ class MainWindow(QMainWindow):
         help_menu.addAction(self.troubleshoot_action)
 
     def _build_section_menu(self) -> None:
-        """Go > one entry per section, Ctrl+1 … Ctrl+7 in the navigation's order."""
+        """Go > one entry per section, Ctrl+1 … Ctrl+9 in the navigation's order."""
         go_menu = self.menuBar().addMenu("&Go")
         self.section_actions: list[QAction] = []
         for number, page in enumerate(self.pages, start=1):

@@ -60,6 +60,7 @@ def test_every_section_is_reachable_from_the_navigation(
         "Users",
         "Sender Domains",
         "Campaigns",
+        "Send Engines",
         "DNS Templates",
         "DNS Settings",
         "Audit Log",

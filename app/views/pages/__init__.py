@@ -7,6 +7,7 @@ from app.views.pages.base import Page
 from app.views.pages.campaigns import CampaignsPage
 from app.views.pages.dns_settings import DnsSettingsPage
 from app.views.pages.domains import DomainsPage
+from app.views.pages.engines import EnginesPage
 from app.views.pages.getting_started import GettingStartedPage
 from app.views.pages.groups import GroupsPage
 from app.views.pages.servers import ServersPage
@@ -20,6 +21,7 @@ PAGES: tuple[type[Page], ...] = (
     UsersPage,
     DomainsPage,
     CampaignsPage,
+    EnginesPage,
     TemplatesPage,
     DnsSettingsPage,
     AuditPage,
