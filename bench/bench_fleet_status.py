@@ -6,8 +6,9 @@ Starts N engines (default 10) of a fleet of its own with a fresh PostgreSQL data
 127.0.0.1:5432 (trusting local connections), timing scale 0 -> 5 (target: well under
 15 s once the image exists) and 5 -> N, waits until each engine beats, then times
 
-1. ``ContainerFleet.status()`` in this process: every container's stats sample and its
-   ``supervisorctl status`` at once, plus the heartbeat query (median of ``--runs``);
+1. ``ContainerFleet.status()`` in this process: one probe in every container at once (its
+   supervisord programs and its cgroup's CPU time and memory), plus the heartbeat query
+   (median of ``--runs``);
 2. ``docker stats --no-stream`` on the same containers (the Docker CLI, median of ``--runs``),
    which samples CPU and memory only.
 

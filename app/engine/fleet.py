@@ -253,21 +253,19 @@ class Fleet(ABC):
     def _engine_statuses(self, containers: list[EngineContainer]) -> list[EngineStatus]:
         """What ``status`` says of each of ``containers`` (sampled at once)."""
         running = [c for c in containers if c.running]
-        # Every container's stats sample (the daemon takes about a second for one) and its
-        # `supervisorctl status` at once, with the heartbeat query beside them.
-        with ThreadPoolExecutor(max_workers=min(POOL_SIZE, 2 * len(running) + 1)) as pool:
-            stats_of = {c.instance: pool.submit(self._stats_sample, c) for c in running}
-            programs_of = {c.instance: pool.submit(self._programs, c) for c in running}
+        # Every container's probe (programs, CPU and memory, ENGINE_PROBE) at once, with the
+        # heartbeat query beside them.
+        with ThreadPoolExecutor(max_workers=min(POOL_SIZE, len(running) + 1)) as pool:
+            inside_of = {c.instance: pool.submit(self._inside, c) for c in running}
             heartbeats = pool.submit(self._engine_campaigns)
             campaigns: dict[str, dict[str, int]] = heartbeats.result()
-            stats = {n: f.result() for n, f in stats_of.items()}
-            programs = {n: f.result() for n, f in programs_of.items()}
+            inside = {n: f.result() for n, f in inside_of.items()}
         expected = self.current_config()
         now = datetime.now(UTC)
         engines = []
         for engine in containers:
             attrs = engine.container.attrs
-            sample = stats.get(engine.instance) or {}
+            found = inside.get(engine.instance) or fleet_samples.EngineInside([], None, None)
             engines.append(
                 EngineStatus(
                     name=engine.name,
@@ -275,12 +273,12 @@ class Fleet(ABC):
                     state=engine.state,
                     health=fleet_samples.health_of(attrs),
                     uptime_s=fleet_samples.uptime_of(attrs, now),
-                    cpu_percent=fleet_samples.cpu_percent(sample),
-                    memory_bytes=fleet_samples.memory_bytes(sample),
+                    cpu_percent=found.cpu_percent,
+                    memory_bytes=found.memory_bytes,
                     campaigns=fleet_samples.campaigns_of(
                         campaigns, self.settings.engine_id(engine.instance)
                     ),
-                    programs=programs.get(engine.instance, []),
+                    programs=found.programs,
                     drift=expected is not None
                     and engine.container.labels.get(CONFIG_LABEL) != expected,
                 )
@@ -296,16 +294,39 @@ class Fleet(ABC):
             c.name for c in self.containers() if c.container.labels.get(CONFIG_LABEL) != expected
         ]
 
-    def _stats_sample(self, engine: EngineContainer) -> dict[str, Any]:
-        """One stats sample (with the one before it, for CPU %); empty if it is gone."""
+    def one_shot(self, engine: EngineContainer) -> dict[str, Any]:
+        """One stats reading, at once (``one_shot``, API >= 1.41: without it the daemon
+        waits a second for a reading of its own to compare); empty if the container went."""
         try:
-            stats: dict[str, Any] = engine.container.stats(stream=False)
-        except (APIError, NotFound):
+            found: dict[str, Any] = engine.container.stats(stream=False, one_shot=True)
+        except (APIError, NotFound, OSError):  # requests' errors are OSErrors
             return {}
-        return stats
+        return found
+
+    def _paired_readings(
+        self, running: list[EngineContainer], pool: ThreadPoolExecutor
+    ) -> dict[int, tuple[dict[str, Any], dict[str, Any]]]:
+        """Two readings of each container, all at once: CPU % is the CPU time between them
+        (``fleet_samples.cpu_percent_between``). The daemon's collector reads every
+        container once a second and a one-shot answer waits for its next reading, so the
+        second reading comes up to a second after the first, as ``docker stats`` compares."""
+        first = [pool.submit(self.one_shot, c) for c in running]
+        earlier = [f.result() for f in first]
+        later = [f.result() for f in [pool.submit(self.one_shot, c) for c in running]]
+        for number, (before, after) in enumerate(zip(earlier, later, strict=True)):
+            if before and after and before.get("read") == after.get("read"):
+                later[number] = self.one_shot(running[number])  # the same reading twice
+        return {
+            c.instance: (before, after)
+            for c, before, after in zip(running, earlier, later, strict=True)
+        }
 
     def _engine_campaigns(self) -> dict[str, dict[str, int]]:
         return fleet_samples.engine_campaigns(self.database) if self.database else {}
+
+    def _inside(self, engine: EngineContainer) -> fleet_samples.EngineInside:
+        probe = ["python3", "-I", "-S", "-c", fleet_samples.ENGINE_PROBE]
+        return fleet_samples.parse_engine_probe(self._exec_one(engine, probe).output)
 
     def _programs(self, engine: EngineContainer) -> list[dict[str, str]]:
         probe = ["python3", "-I", "-S", "-c", fleet_samples.PROGRAMS_PROBE]
@@ -314,19 +335,21 @@ class Fleet(ABC):
 
     def stats(self) -> dict[str, Any]:
         running = [c for c in self.containers() if c.running]
-
-        def sample(engine: EngineContainer) -> dict[str, Any]:
-            stats = self._stats_sample(engine)
+        with ThreadPoolExecutor(max_workers=min(POOL_SIZE, len(running) + 1)) as pool:
+            readings = self._paired_readings(running, pool)
+        engines = []
+        for engine in running:
+            earlier, stats = readings[engine.instance]
             rx, tx = fleet_samples.network_bytes(stats)
-            return {
-                "name": engine.name,
-                "cpu_percent": fleet_samples.cpu_percent(stats),
-                "memory_bytes": fleet_samples.memory_bytes(stats),
-                "net_rx_bytes": rx,
-                "net_tx_bytes": tx,
-            }
-
-        engines = parallel(sample, running)
+            engines.append(
+                {
+                    "name": engine.name,
+                    "cpu_percent": fleet_samples.cpu_percent_between(earlier, stats),
+                    "memory_bytes": fleet_samples.memory_bytes(stats),
+                    "net_rx_bytes": rx,
+                    "net_tx_bytes": tx,
+                }
+            )
         queue: list[dict[str, Any]] = []
         consumers = 0
         if self.database is not None:

@@ -190,7 +190,7 @@ class FleetMonitor:
         ]
         # Every container's stats and the database's answers at once: the daemon and the
         # database wait on I/O, not on this process.
-        jobs: list[Callable[[], Any]] = [functools.partial(self._stats, c) for c in running]
+        jobs: list[Callable[[], Any]] = [functools.partial(self.fleet.one_shot, c) for c in running]
         jobs.append(self._database_reading)
         results = parallel(lambda job: job(), jobs)
         stats = results[:-1]
@@ -232,14 +232,6 @@ class FleetMonitor:
         if changes:
             snapshot = FleetSnapshot(**{**_fields(snapshot), "changes": tuple(changes)})
         return snapshot
-
-    def _stats(self, engine: EngineContainer) -> dict[str, Any]:
-        """One reading, at once (``one_shot``); empty if the container went meanwhile."""
-        try:
-            found: dict[str, Any] = engine.container.stats(stream=False, one_shot=True)
-        except (APIError, NotFound, OSError):  # requests' errors are OSErrors
-            return {}
-        return found
 
     def _database_reading(
         self,

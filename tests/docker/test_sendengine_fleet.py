@@ -235,6 +235,26 @@ def test_status_and_stats_say_what_runs(fleet: Fleet) -> None:
     assert stats["consumers"] == 3
     human = fleet.run("sendengine", "status").stdout
     assert f"postroom-{fleet.engine_id(2)}" in human and "engine RUNNING" in human
+    # The memory status reads in each engine's cgroup agrees with docker stats (read a
+    # moment apart, while health checks come and go: a loose bound, not a measurement).
+    docker_stats = docker_cli(
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.MemUsage}}",
+        *[e["name"] for e in status["engines"]],
+    ).stdout.splitlines()
+    shown = {line.split()[0]: parse_size(line.split()[1]) for line in docker_stats}
+    for engine in status["engines"]:
+        ratio = engine["memory_bytes"] / shown[engine["name"]]
+        assert 0.7 < ratio < 1.3, (engine["name"], engine["memory_bytes"], shown)
+
+
+def parse_size(text: str) -> float:
+    """docker stats' 142.9MiB (binary units, as it prints them) in bytes."""
+    units = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
+    number = text.rstrip("BKMGi")
+    return float(number) * units[text[len(number) :]]
 
 
 def test_the_secrets_are_nowhere_in_docker_inspect(fleet: Fleet, docker_client: Any) -> None:
