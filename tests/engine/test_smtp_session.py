@@ -20,6 +20,9 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import SMTP as SmtpProtocol
 from aiosmtpd.smtp import Envelope, Session
+from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app.engine.smtp_pool import ServerPool, ServerSettings
 from app.engine.smtp_session import LockstepSession, PipelinedSession, Verdict, message_data
@@ -217,6 +220,15 @@ async def test_a_server_that_stops_answering_times_out() -> None:
 def test_message_data_normalises_line_ends_and_doubles_leading_dots() -> None:
     assert message_data(b"a\n.b\r\n..c\rd") == b"a\r\n..b\r\n...c\r\nd\r\n.\r\n"
     assert message_data(b"") == b"\r\n.\r\n"
+    assert message_data(b".a\r\n.\r\nb\r\n") == b"..a\r\n..\r\nb\r\n.\r\n"
+
+
+@given(st.lists(st.sampled_from([b".", b"..", b"a", b"\r", b"\n", b"\r\n", b" x"]), max_size=30))
+def test_message_data_is_what_aiosmtplib_sends(parts: list[bytes]) -> None:
+    """Property: the fast path for CRLF messages gives aiosmtplib's bytes for any input."""
+    data = b"".join(parts)
+    expected = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(data)) + b".\r\n"
+    assert message_data(data) == expected
 
 
 # ---------------------------------------------------------------- Postfix
