@@ -131,7 +131,8 @@ class RecordingSink:
         responses: list[str],
     ) -> list[str]:
         # PIPELINING, as Postfix and most MTAs offer it: the engine then sends MAIL, RCPT
-        # and DATA at once, which aiosmtpd reads in order like any other input.
+        # and DATA at once, which aiosmtpd reads in order like any other input. (A script of
+        # its own: it does not import tests.smtp_peers' offer_pipelining.)
         session.host_name = hostname
         return [*responses[:-1], "250-PIPELINING", responses[-1]]
 

@@ -49,23 +49,15 @@ def diagnose_command(
     Exits 1 when a check fails, so scripts can alert on it.
     """
     from app.cli.checks import parse_nameserver
-    from app.services.diagnose import diagnose
-    from app.services.errors import PostroomError
-    from app.services.vault import open_vault
+    from app.services.diagnose import diagnose, vault_cipher_if_any
 
     db = state.db()
-    cipher = None
-    try:
-        with db.transaction() as session:
-            cipher = open_vault(session, create=False)
-    except PostroomError:
-        cipher = None  # the SMTP check of a server with a password says what is missing
     result = asyncio.run(
         diagnose(
             db,
             username=username,
             channel=channel,
-            cipher=cipher,
+            cipher=vault_cipher_if_any(db),
             live=not offline,
             nameserver=parse_nameserver(nameserver),
         )

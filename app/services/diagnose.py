@@ -46,6 +46,7 @@ from app.services.routing import allocation_badges, parse_channel, route_for_use
 from app.services.servers import PasswordCipher, get_server
 from app.services.smtp_check import run_smtp_check, target_for_server
 from app.services.users import get_user
+from app.services.vault import open_vault
 
 ENGINE_FRESH_SECONDS = 60  # a heartbeat older than this is a stopped or hung engine
 MOVING_WINDOW_MINUTES = 10  # the queue "moves" when something finished in this window
@@ -379,6 +380,16 @@ async def _bounded(name: str, work: Awaitable[list[Check]]) -> list[Check]:
         return await asyncio.wait_for(work, CHECK_TIMEOUT_SECONDS)
     except TimeoutError:
         return [Check(name, False, f"Did not finish within {CHECK_TIMEOUT_SECONDS:g} s.", None)]
+
+
+def vault_cipher_if_any(db: Database) -> PasswordCipher | None:
+    """The database's vault cipher for the SMTP checks, or None when no key opens it (the
+    check of a server with a password then says what is missing); never makes a key."""
+    try:
+        with db.transaction() as session:
+            return open_vault(session, create=False)
+    except PostroomError:
+        return None
 
 
 async def diagnose(

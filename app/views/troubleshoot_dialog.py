@@ -34,9 +34,8 @@ from PySide6.QtWidgets import (
 from app.models.base import Channel
 from app.models.database import Database
 from app.services.campaigns import sender_choices
-from app.services.diagnose import Diagnosis, diagnose
+from app.services.diagnose import Diagnosis, diagnose, vault_cipher_if_any
 from app.services.errors import PostroomError
-from app.services.vault import open_vault
 from app.views import theme
 from app.views.context import AppContext
 from app.views.table_model import Column, Row, RowTableModel
@@ -46,12 +45,7 @@ ALL = ""
 
 def run_diagnosis(db: Database, username: str | None, channel: str | None, live: bool) -> Diagnosis:
     """Worker thread: the checks as ``postroom diagnose`` runs them, in a loop of their own."""
-    cipher = None
-    try:
-        with db.transaction() as session:
-            cipher = open_vault(session, create=False)
-    except PostroomError:
-        cipher = None  # the SMTP check of a server with a password says what is missing
+    cipher = vault_cipher_if_any(db)
     return asyncio.run(diagnose(db, username=username, channel=channel, cipher=cipher, live=live))
 
 

@@ -29,7 +29,7 @@ from app.engine.smtp_session import LockstepSession, PipelinedSession, Verdict, 
 from app.models.base import Encryption
 from tests.conftest import peer_missing
 from tests.services.test_smtp_postfix import PostfixPeer, postfix  # noqa: F401 (fixture)
-from tests.smtp_peers import RecordingHandler, start_smtp
+from tests.smtp_peers import RecordingHandler, offer_pipelining, start_smtp
 
 SENDER = "bounce@example.com"
 MESSAGE = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: hi\r\n\r\nHello\r\n"
@@ -51,9 +51,9 @@ class Handler(RecordingHandler):
         hostname: str,
         responses: list[str],
     ) -> list[str]:
-        session.host_name = hostname
         if self.pipelining:
-            return [*responses[:-1], "250-PIPELINING", responses[-1]]
+            return offer_pipelining(session, hostname, responses)
+        session.host_name = hostname
         return responses
 
     async def handle_DATA(self, server: SmtpProtocol, session: Session, envelope: Envelope) -> str:
