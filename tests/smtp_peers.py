@@ -119,8 +119,10 @@ def make_leaf(
     issuer: tuple[x509.Certificate, Any] | None = None,
     not_before: datetime | None = None,
     not_after: datetime | None = None,
+    client: bool = False,
 ) -> tuple[x509.Certificate, Any]:
-    """A server certificate for ``names``, signed by ``issuer`` (self-signed without one)."""
+    """A server certificate for ``names``, signed by ``issuer`` (self-signed without one);
+    with ``client`` one for a client to prove itself with (TLS client authentication)."""
     names = list(names)
     key = _key()
     now = datetime.now(UTC)
@@ -138,7 +140,12 @@ def make_leaf(
             x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH]
+            ),
+            critical=False,
+        )
     )
     if issuer:
         builder = builder.add_extension(

@@ -43,6 +43,28 @@ def tls_settings() -> str:
     return f" with TLS (DOCKER_TLS_VERIFY={verify or 'unset'}, certificates in {where})"
 
 
+class _EngineApi(docker.APIClient):  # type: ignore[misc]
+    """docker-py's API client, keeping the engine's CA from ``DOCKER_CERT_PATH``.
+
+    requests lets ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` (set on many machines for the
+    system's CAs) replace a session's own CA file for every request, so an engine whose
+    certificate comes from a private CA then fails verification although ``docker`` itself
+    connects (docker-py issue 2433, still open). The engine's CA is the one that counts.
+    """
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Any:
+        if verify is None and isinstance(self.verify, str):
+            verify = self.verify
+        return super().merge_environment_settings(url, proxies, stream, verify, cert)
+
+
+class _EngineClient(docker.DockerClient):  # type: ignore[misc]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.api = _EngineApi(*args, **kwargs)
+
+
 def connect(timeout: int = QUICK_CALL_TIMEOUT_S, max_pool_size: int | None = None) -> Any:
     """A ``docker.DockerClient`` that has talked to the engine once (its API version).
 
@@ -61,7 +83,9 @@ def connect(timeout: int = QUICK_CALL_TIMEOUT_S, max_pool_size: int | None = Non
     client = None
     try:
         pool = {"max_pool_size": max_pool_size} if max_pool_size else {}
-        client = docker.from_env(timeout=timeout, use_ssh_client=host.startswith("ssh://"), **pool)
+        client = _EngineClient.from_env(
+            timeout=timeout, use_ssh_client=host.startswith("ssh://"), **pool
+        )
         client.ping()
     except DockerException as exc:
         if client is not None:

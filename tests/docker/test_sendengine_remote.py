@@ -1,5 +1,6 @@
 """Send engines on a Docker engine reached over TCP (``DOCKER_HOST=tcp://...``), where files
-on this machine are not the engine's to mount.
+on this machine are not the engine's to mount, and over TLS with client certificates
+(``DOCKER_TLS_VERIFY``, ``DOCKER_CERT_PATH``), as ``dockerd --tlsverify`` asks for them.
 
 The Docker engine is this machine's real dockerd; a small TCP relay in this process passes
 the bytes between a loopback TCP port and its Unix socket, so the client cannot tell it from
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -36,9 +38,13 @@ HEARTBEAT_WAIT_S = 150
 
 class TcpRelay:
     """127.0.0.1:PORT to the Docker engine's Unix socket, one pair of pump threads a
-    connection (a stand-in for the network between a console and a remote engine)."""
+    connection (a stand-in for the network between a console and a remote engine); with
+    ``tls``, the engine's TLS end as ``dockerd --tlsverify`` is: a client certificate of the
+    given CA is required."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
+        self.clients: list[str] = []  # the subject of each TLS client's certificate
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(64)
@@ -56,6 +62,14 @@ class TcpRelay:
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
+        if self.tls is not None:
+            try:
+                client = self.tls.wrap_socket(client, server_side=True)
+            except (ssl.SSLError, OSError):
+                client.close()
+                return
+            certificate = client.getpeercert() or {}
+            self.clients.append(str(certificate.get("subject")))
         engine = socket.socket(socket.AF_UNIX)
         with client, engine:
             engine.connect(DOCKER_SOCKET)
@@ -160,3 +174,82 @@ def test_a_sqlite_file_with_a_remote_docker_is_refused_in_one_sentence(
         all=True, filters={"label": [f"app.postroom.fleet={remote['fleet']}s"]}
     )
     assert made == []
+
+
+# ---------------------------------------------------------------------- TLS, as dockerd --tlsverify
+
+
+def write_pem(path: Path, certificate: Any, key: Any | None = None) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    if key is not None:
+        key_path = path.with_name(path.name.replace("cert", "key"))
+        key_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+
+
+@pytest.fixture(scope="module")
+def tls_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TcpRelay, Path, Path]]:
+    """A TLS end requiring client certificates, and two DOCKER_CERT_PATH folders: one with
+    the client certificate the engine's CA signed, one signed by another CA."""
+    from tests.smtp_peers import make_ca, make_leaf
+
+    folder = tmp_path_factory.mktemp("docker-tls")
+    ca, ca_key = make_ca("Docker engine CA")
+    server, server_key = make_leaf(["localhost"], issuer=(ca, ca_key))
+    write_pem(folder / "server-cert.pem", server, server_key)
+    write_pem(folder / "engine-ca.pem", ca)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(folder / "server-cert.pem", folder / "server-key.pem")
+    context.load_verify_locations(folder / "engine-ca.pem")
+    context.verify_mode = ssl.CERT_REQUIRED
+    good, stranger = folder / "good", folder / "stranger"
+    other, other_key = make_ca("Someone else's CA")
+    for where, (issuer, issuer_key) in ((good, (ca, ca_key)), (stranger, (other, other_key))):
+        where.mkdir()
+        write_pem(where / "ca.pem", ca)
+        client, client_key = make_leaf(["console"], issuer=(issuer, issuer_key), client=True)
+        write_pem(where / "cert.pem", client, client_key)
+    relay = TcpRelay(tls=context)
+    try:
+        yield relay, good, stranger
+    finally:
+        relay.close()
+
+
+def test_a_docker_engine_behind_tls_with_client_certificates_is_used(
+    tls_relay: tuple[TcpRelay, Path, Path], tmp_path: Path
+) -> None:
+    relay, good, stranger = tls_relay
+    env = {
+        **os.environ,
+        "POSTROOM_DATABASE_URL": f"sqlite:///{tmp_path}/console.sqlite3",
+        "POSTROOM_SENDENGINE_FLEET": f"tls{uuid.uuid4().hex[:8]}",
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "DOCKER_HOST": f"tcp://localhost:{relay.port}",
+        "DOCKER_TLS_VERIFY": "1",
+        "DOCKER_CERT_PATH": str(good),
+    }
+    done = postroom("--json", "sendengine", "status", timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"mode": "containers", "engines": []}
+    assert any("console" in subject for subject in relay.clients)
+
+    # A certificate the engine's CA did not sign: refused, said in one sentence with the
+    # TLS settings tried (never a key's content).
+    refused = postroom(
+        "sendengine", "status", timeout=120, env={**env, "DOCKER_CERT_PATH": str(stranger)}
+    )
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    sentence = refused.stderr.strip()
+    assert len(sentence.splitlines()) == 1, sentence
+    assert f"DOCKER_HOST=tcp://localhost:{relay.port}" in sentence
+    assert f"certificates in {stranger}" in sentence
+    assert "PRIVATE KEY" not in sentence
