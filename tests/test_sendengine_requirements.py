@@ -12,7 +12,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # Only the console needs these; the engine must not pull Qt (about 300 MB).
-CONSOLE_ONLY = ("PySide6-Essentials", "qasync", "pyqtgraph", "numpy")
+CONSOLE_ONLY = ("PySide6-Essentials", "qasync", "pyqtgraph", "numpy", "paramiko")
 # Only the image needs this: its process supervisor.
 IMAGE_ONLY = ("supervisor",)
 

@@ -2,7 +2,8 @@
 
 The client follows the Docker CLI's environment: ``DOCKER_HOST`` (``unix://``, ``tcp://``,
 ``ssh://``), ``DOCKER_TLS_VERIFY`` and ``DOCKER_CERT_PATH``. An ``ssh://`` host goes through
-the system's ``ssh`` program, as the Docker CLI does, so no SSH library is needed.
+the system's ``ssh`` program, as the Docker CLI does, so ``~/.ssh/config``, agents and known
+hosts work as they do there (docker-py still imports paramiko for it, a dependency).
 """
 
 from __future__ import annotations

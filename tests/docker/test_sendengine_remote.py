@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import ssl
+import subprocess
 import threading
 import time
 import uuid
@@ -29,7 +30,7 @@ from sqlalchemy.engine import make_url
 from app.engine.fleet_samples import fresh_consumers
 from app.models.database import Database
 from app.services.vault import generate_vault_key
-from tests.conftest import PG_ADMIN_URL, _server_database
+from tests.conftest import PG_ADMIN_URL, _server_database, peer_missing
 from tests.docker.conftest import postroom
 
 DOCKER_SOCKET = "/var/run/docker.sock"
@@ -253,3 +254,92 @@ def test_a_docker_engine_behind_tls_with_client_certificates_is_used(
     assert f"DOCKER_HOST=tcp://localhost:{relay.port}" in sentence
     assert f"certificates in {stranger}" in sentence
     assert "PRIVATE KEY" not in sentence
+
+
+# ---------------------------------------------------------------------- ssh://, as docker -H ssh://
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
+    """A private OpenSSH server on 127.0.0.1 that lets root in with a key made here, and a
+    folder with an ``ssh`` that uses that key (what ``~/.ssh/config`` says on an
+    administrator's machine; ssh reads the account's own, which a test must not touch)."""
+    sshd_binary = Path("/usr/sbin/sshd")
+    if not sshd_binary.exists():
+        peer_missing("sshd is not installed (Debian package openssh-server; scripts/test)")
+    if os.geteuid() != 0:
+        peer_missing("the ssh:// test logs in as root over a private sshd, which needs root")
+    folder = tmp_path_factory.mktemp("sshd")
+    for key in ("host_key", "client_key"):
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / key)], check=True
+        )
+    (folder / "authorized_keys").write_text((folder / "client_key.pub").read_text())
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    (folder / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {folder / 'host_key'}\n"
+        f"AuthorizedKeysFile {folder / 'authorized_keys'}\nPidFile {folder / 'sshd.pid'}\n"
+        "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+    )
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # its privilege separation folder
+    log = (folder / "sshd.log").open("w")
+    server = subprocess.Popen(
+        [str(sshd_binary), "-D", "-e", "-f", str(folder / "sshd_config")], stderr=log
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert server.poll() is None, (folder / "sshd.log").read_text()
+            assert time.monotonic() < deadline, "sshd did not listen"
+            time.sleep(0.05)
+    bin_folder = folder / "bin"
+    bin_folder.mkdir()
+    wrapper = bin_folder / "ssh"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f"exec /usr/bin/ssh -F /dev/null -i {folder / 'client_key'} -o BatchMode=yes "
+        f'-o StrictHostKeyChecking=no -o UserKnownHostsFile={folder / "known_hosts"} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    try:
+        yield port, folder
+    finally:
+        server.terminate()
+        server.wait(10)
+        log.close()
+
+
+def test_a_docker_engine_over_ssh_is_used(sshd: tuple[int, Path], tmp_path: Path) -> None:
+    """``DOCKER_HOST=ssh://root@127.0.0.1:PORT``: the system's ssh runs ``docker system
+    dial-stdio`` on the far side, as the Docker CLI does."""
+    port, folder = sshd
+    env = {
+        **os.environ,
+        "PATH": f"{folder / 'bin'}:{os.environ['PATH']}",
+        "POSTROOM_DATABASE_URL": f"sqlite:///{tmp_path}/console.sqlite3",
+        "POSTROOM_SENDENGINE_FLEET": f"ssh{uuid.uuid4().hex[:8]}",
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "DOCKER_HOST": f"ssh://root@127.0.0.1:{port}",
+    }
+    done = postroom("--json", "sendengine", "status", timeout=120, env=env)
+    assert done.returncode == 0, done.stderr + (folder / "sshd.log").read_text()[-2000:]
+    assert json.loads(done.stdout) == {"mode": "containers", "engines": []}
+    assert "Accepted publickey for root" in (folder / "sshd.log").read_text()
+
+    # Nobody answering there: ssh says why in its own words (as with the Docker CLI), then
+    # one sentence that names the address.
+    closed = {**env, "DOCKER_HOST": "ssh://root@127.0.0.1:1"}
+    refused = postroom("sendengine", "status", timeout=120, env=closed)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    *said_by_ssh, ours = refused.stderr.strip().splitlines()
+    assert ours.startswith(
+        "postroom: no Docker engine answers at DOCKER_HOST=ssh://root@127.0.0.1:1"
+    )
+    assert all(line.startswith("ssh: ") for line in said_by_ssh), refused.stderr
