@@ -31,7 +31,10 @@ from tests.services.test_keyring_real import running_secret_service
 
 pytestmark = pytest.mark.frozen_build
 
-DEB_LIMIT = 90 * 1024 * 1024
+# A guard against the bundle growing by accident, raised on purpose only: 90 MiB until the
+# Send Engines page's charts (pyqtgraph, numpy with its OpenBLAS, Qt's OpenGL modules) and
+# ssh:// Docker engines (paramiko, PyNaCl, bcrypt) came in December 2026 (90.3 MiB then).
+DEB_LIMIT = 96 * 1024 * 1024
 APP_ID = "org.postroom.Postroom"
 ICON_SIZES = (16, 24, 32, 48, 64, 128, 256, 512)
 # What the package installs outside its own folder (/opt/postroom), and the frozen app
