@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import ssl
 from typing import Any
 
 import docker
@@ -152,6 +153,13 @@ def _reason(exc: BaseException) -> str:
             return "host name not found"
         if isinstance(current, TimeoutError | socket.timeout):
             return "timed out"
+        # Before the errno words: an SSL error's errno is OpenSSL's code (1 is not EPERM).
+        if isinstance(current, ssl.SSLCertVerificationError):
+            why = getattr(current, "verify_message", None) or "not signed by DOCKER_CERT_PATH's CA"
+            return f"TLS: the engine's certificate is not trusted, {why}"
+        if isinstance(current, ssl.SSLError):
+            detail = getattr(current, "reason", None) or "refused"
+            return f"TLS handshake failed, {detail}".replace("_", " ")
         if isinstance(current, OSError) and current.errno in _ERRNO_WORDS:
             return _ERRNO_WORDS[current.errno]
         text += " " + str(current).lower()

@@ -159,3 +159,17 @@ def test_supervisor_status_lines_are_read() -> None:
         {"name": "engine", "state": "RUNNING"},
         {"name": "campaign-4", "state": "BACKOFF"},
     ]
+
+
+def test_a_tls_failure_is_named_as_such_not_by_openssl_codes_read_as_errno() -> None:
+    """OpenSSL's error code 1 is also EPERM's number: it must not read "permission denied"."""
+    import ssl
+
+    from app.engine.docker_api import _reason
+
+    verify = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED]")
+    assert _reason(verify).startswith("TLS: the engine's certificate is not trusted, ")
+    wrapped = OSError("wrapped")
+    wrapped.__cause__ = ssl.SSLError(1, "[SSL: TLSV1_ALERT_UNKNOWN_CA] alert")
+    assert _reason(wrapped).startswith("TLS handshake failed")
+    assert _reason(PermissionError(13, "Permission denied")) == "permission denied"
