@@ -62,6 +62,10 @@ def docker_client() -> Iterator[Any]:
         client = connect()
     except DockerUnreachable as exc:
         peer_missing(f"dockerd: {exc} (scripts/test starts it)")
+    # Each test removes its containers in a `finally`, which a run killed with SIGKILL never
+    # reaches: what such a run left (labelled by the test that made it) goes first.
+    for leftover in client.containers.list(all=True, filters={"label": "app.postroom.test"}):
+        leftover.remove(force=True)
     yield client
     client.close()
 

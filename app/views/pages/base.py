@@ -13,8 +13,8 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import ClassVar
 
 import shiboken6
-from PySide6.QtCore import QModelIndex, Qt, Signal
-from PySide6.QtGui import QFont, QKeySequence, QPalette, QShortcut, QShowEvent
+from PySide6.QtCore import QModelIndex, Qt, QTimer, Signal
+from PySide6.QtGui import QFont, QHideEvent, QKeySequence, QPalette, QShortcut, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
@@ -46,10 +46,15 @@ class Page(QWidget):
     title = ""
     summary = ""
     entities: tuple[str, ...] = ()
+    # Above 0: a live page, reloaded this often (milliseconds) while it is shown.
+    refresh_ms = 0
 
     def __init__(self, context: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.context = context
+        self.timer = QTimer(self)
+        self.timer.setInterval(self.refresh_ms)
+        self.timer.timeout.connect(self.tick)
         self.heading = QLabel(self.title)
         self.heading.setObjectName("sectionTitle")
         self.heading.setFont(scaled_font(self.font(), 1.5, bold=True))
@@ -73,6 +78,16 @@ class Page(QWidget):
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
+        self.refresh()
+        if self.refresh_ms > 0:
+            self.timer.start()
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        self.timer.stop()
+        super().hideEvent(event)
+
+    def tick(self) -> None:
+        """A live page's timer: reload (a page may skip while a load still runs)."""
         self.refresh()
 
     def refresh(self) -> None:

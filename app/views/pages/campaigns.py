@@ -14,7 +14,7 @@ from typing import Any
 
 import shiboken6
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, QTimer
-from PySide6.QtGui import QHideEvent, QKeySequence, QShortcut, QShowEvent
+from PySide6.QtGui import QHideEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import QComboBox, QLabel, QMessageBox, QPushButton, QWidget
 
 from app.services.campaigns import (
@@ -106,6 +106,7 @@ class CampaignsPage(ListPage):
     entities = ("campaign",)
     columns = COLUMNS
     new_label = "&New Campaign…"
+    refresh_ms = REFRESH_MS
 
     def __init__(self, context: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(context, parent)
@@ -188,10 +189,7 @@ class CampaignsPage(ListPage):
         self.body.insertWidget(self.body.indexOf(self.table), self.reason)
         QShortcut(QKeySequence.StandardKey.New, self, self.new_item)
 
-        self.timer = QTimer(self)
         self.timer.setObjectName("campaignsRefresh")
-        self.timer.setInterval(REFRESH_MS)
-        self.timer.timeout.connect(self._tick)
         self._loading = False
         self.loaded.connect(self._loaded)
         self.notice = ""
@@ -233,17 +231,12 @@ class CampaignsPage(ListPage):
         self.notice = ""
         self.show_status(self.count_text(self.model.all_rows))
 
-    def _tick(self) -> None:
+    def tick(self) -> None:
         # A load still running (a slow database) is not stacked with another.
         if self.isVisible() and not self._loading and self.context.database is not None:
             self.refresh()
 
-    def showEvent(self, event: QShowEvent) -> None:
-        super().showEvent(event)
-        self.timer.start()
-
     def hideEvent(self, event: QHideEvent) -> None:
-        self.timer.stop()
         self._loading = False
         super().hideEvent(event)
 

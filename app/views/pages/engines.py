@@ -118,6 +118,7 @@ class EnginesPage(Page):
         "The send engines on this Docker host (DOCKER_HOST), refreshed every 2 s: their "
         "health, what they use and send, and the commands of `postroom sendengine`."
     )
+    refresh_ms = REFRESH_MS
 
     def __init__(self, context: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(context, parent)
@@ -160,10 +161,7 @@ class EnginesPage(Page):
         self.body.addWidget(split, 1)
         self.body.addWidget(self.status)
 
-        self.timer = QTimer(self)
         self.timer.setObjectName("enginesRefresh")
-        self.timer.setInterval(REFRESH_MS)
-        self.timer.timeout.connect(self.refresh)
         self._set_busy(None)
         self._update_buttons()
         self._hold_status_until = 0.0  # a command's outcome stays readable until then
@@ -379,14 +377,12 @@ class EnginesPage(Page):
     # ---------------------------------------------------------------- refreshing
 
     def showEvent(self, event: QShowEvent) -> None:
-        super().showEvent(event)  # refreshes once now
-        self.timer.start()
+        super().showEvent(event)  # refreshes once now, then every REFRESH_MS
         if self.charts is None and not self._charts_loading:
             self._charts_loading = True
             self.context.spawn(self._load_charts(), on_error=self._charts_failed)
 
     def hideEvent(self, event: QHideEvent) -> None:
-        self.timer.stop()
         if not self.window().isVisible():
             # The window closed: followed logs end (another section keeps them going).
             self.log_viewer.stop()

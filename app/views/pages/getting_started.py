@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import shiboken6
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QHideEvent, QPalette, QShowEvent
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
@@ -127,6 +127,7 @@ class GettingStartedPage(Page):
         "The way from an empty database to mail going out, in the reference's order. Each "
         "step ticks itself when what it asks for is there."
     )
+    refresh_ms = REFRESH_MS
     entities = (
         "dns_settings",
         "delivery_server",
@@ -183,10 +184,6 @@ class GettingStartedPage(Page):
         self.body.addStretch(1)
         self.body.addWidget(self.status)
 
-        self.timer = QTimer(self)
-        self.timer.setInterval(REFRESH_MS)
-        self.timer.timeout.connect(self._tick)
-
     # -------------------------------------------------------------- loading
 
     def refresh(self) -> None:
@@ -232,17 +229,9 @@ class GettingStartedPage(Page):
                 row.button.setToolTip("")
         self.show_status("")
 
-    def _tick(self) -> None:
+    def tick(self) -> None:
         if self.isVisible() and not self._loading and self.context.database is not None:
             self.refresh()
-
-    def showEvent(self, event: QShowEvent) -> None:
-        super().showEvent(event)
-        self.timer.start()
-
-    def hideEvent(self, event: QHideEvent) -> None:
-        self.timer.stop()
-        super().hideEvent(event)
 
     def step(self, step_id: str) -> Step | None:
         return next((s for s in self.steps if s.id == step_id), None)
@@ -266,7 +255,7 @@ class GettingStartedPage(Page):
             return None
         dialog = SendTestDialog(self.context, self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.finished.connect(lambda _r: self._tick())
+        dialog.finished.connect(lambda _r: self.tick())
         self.test_dialog = dialog
         dialog.open()
         return dialog
